@@ -1,0 +1,45 @@
+"""Command-line entry of pretraining: ``python -m pretrain {fit,release} ...``.
+
+Typed signatures are the documentation: ``python -m pretrain fit --help`` lists every key of
+the recipe with its type and default. Heavy libraries are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from data_shards.config_checks import validate
+from pretrain.config import MAEConfig, OptimConfig, PretrainDataConfig, TrackingConfig, TrainerConfig
+
+
+@dataclass
+class PretrainConfig:
+    """A whole pretraining run, as a recipe under ``configs/pretrain/`` describes it."""
+
+    model: MAEConfig = field(default_factory=MAEConfig)
+    data: PretrainDataConfig = field(default_factory=PretrainDataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+def fit(
+    model: MAEConfig = MAEConfig(),
+    data: PretrainDataConfig = PretrainDataConfig(),
+    optim: OptimConfig = OptimConfig(),
+    trainer: TrainerConfig = TrainerConfig(),
+    tracking: TrackingConfig = TrackingConfig(),
+) -> str:
+    """Pretrain the masked autoencoder on image and/or clip shards; returns the run folder.
+
+    Args:
+        model: encoder, decoder and masking.
+        data: shard streams and batch sizes.
+        optim: optimiser and schedule.
+        trainer: devices, strategy, precision, duration, checkpoints.
+        tracking: MLflow tracking.
+    """
+    config = validate(PretrainConfig(model, data, optim, trainer, tracking))
+    from pretrain.training import run_pretraining
+
+    return run_pretraining(config)

@@ -1,0 +1,26 @@
+"""Every stage's command line answers ``--help`` quickly, without importing the heavy stack."""
+
+import subprocess
+import sys
+
+import pytest
+
+PACKAGES = ["data_shards", "pretrain", "finetune", "slurm"]
+HEAVY = ["torch", "lightning", "mlflow", "ray", "deepspeed"]
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_help_works_and_stays_light(package: str) -> None:
+    probe = (
+        "import runpy, sys\n"
+        f"sys.argv = ['{package}', '--help']\n"
+        "try:\n"
+        f"    runpy.run_module('{package}', run_name='__main__')\n"
+        "except SystemExit as stop:\n"
+        "    assert stop.code in (0, None), stop.code\n"
+        f"print('HEAVY=' + ','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "usage:" in done.stdout
+    assert done.stdout.strip().endswith("HEAVY="), f"--help imported heavy modules: {done.stdout.splitlines()[-1]}"
