@@ -68,6 +68,8 @@ class ViTConfig:
             found.append(("num_frames", f"must be divisible by tubelet_size={self.tubelet_size}"))
         if self.num_heads > 0 and self.embed_dim % self.num_heads:
             found.append(("embed_dim", f"must be divisible by num_heads={self.num_heads}"))
+        if self.embed_dim % 4:
+            found.append(("embed_dim", "must be a multiple of 4 (2-D sin-cos position table)"))
         if self.mlp_ratio <= 0:
             found.append(("mlp_ratio", "must be > 0"))
         if not 0.0 <= self.drop_path_rate < 1.0:
@@ -116,6 +118,8 @@ class MAEConfig:
             found.append(("decoder_embed_dim", "decoder width, depth and heads must be positive"))
         elif self.decoder_embed_dim % self.decoder_num_heads:
             found.append(("decoder_embed_dim", f"must be divisible by decoder_num_heads={self.decoder_num_heads}"))
+        if self.decoder_embed_dim % 4:
+            found.append(("decoder_embed_dim", "must be a multiple of 4 (2-D sin-cos position table)"))
         return found
 
 

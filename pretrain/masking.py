@@ -1,0 +1,69 @@
+"""Which tokens the MAE encoder sees: per-sample random masking and tube masking for clips.
+
+A plan is computed on the device from uniform noise (no host sync). Following the reference
+MAE: ``ids_shuffle = argsort(noise)``, ``ids_restore = argsort(ids_shuffle)``, the first
+``int(L * (1 - ratio))`` shuffled tokens are kept, and the binary mask (1 = removed) is in the
+original token order. Tube masking draws one spatial mask per sample and repeats it over every
+temporal slice (VideoMAE), so a removed patch cannot be copied from a neighbouring frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class MaskPlan:
+    """Indices of one masking draw.
+
+    Args:
+        ids_keep: (B, K) int64, token indices the encoder sees, in shuffled order.
+        ids_restore: (B, L) int64, where each token sits in ``[kept..., removed...]``.
+        mask: (B, L) float, 1 for a removed token, 0 for a kept one, in token order.
+    """
+
+    ids_keep: torch.Tensor
+    ids_restore: torch.Tensor
+    mask: torch.Tensor
+
+
+def kept_count(length: int, ratio: float) -> int:
+    """Tokens kept out of ``length`` at mask ratio ``ratio`` (the reference's ``int(L * (1 - r))``)."""
+    return int(length * (1 - ratio))
+
+
+def random_masking(noise: torch.Tensor, ratio: float) -> MaskPlan:
+    """Per-sample random masking from noise (B, L): the lowest-noise tokens are kept."""
+    batch, length = noise.shape
+    keep = kept_count(length, ratio)
+    ids_shuffle = torch.argsort(noise, dim=1)
+    ids_restore = torch.argsort(ids_shuffle, dim=1)
+    mask = torch.ones(batch, length, device=noise.device)
+    mask[:, :keep] = 0
+    return MaskPlan(ids_shuffle[:, :keep], ids_restore, torch.gather(mask, 1, ids_restore))
+
+
+def tube_masking(noise: torch.Tensor, ratio: float, frames: int) -> MaskPlan:
+    """Tube masking from spatial noise (B, h*w): one spatial mask repeated over ``frames`` slices.
+
+    Tokens are numbered t-major (``t * h*w + s``), as the patch embedding flattens them.
+    """
+    batch, spatial = noise.shape
+    keep = kept_count(spatial, ratio)
+    ids_shuffle_spatial = torch.argsort(noise, dim=1)
+    offsets = (torch.arange(frames, device=noise.device) * spatial).view(1, frames, 1)
+    kept = (ids_shuffle_spatial[:, None, :keep] + offsets).reshape(batch, -1)
+    removed = (ids_shuffle_spatial[:, None, keep:] + offsets).reshape(batch, -1)
+    ids_shuffle = torch.cat([kept, removed], dim=1)
+    spatial_mask = torch.ones(batch, spatial, device=noise.device)
+    spatial_mask[:, :keep] = 0
+    spatial_mask = torch.gather(spatial_mask, 1, torch.argsort(ids_shuffle_spatial, dim=1))
+    return MaskPlan(kept, torch.argsort(ids_shuffle, dim=1), spatial_mask.repeat(1, frames))
+
+
+def keep_all(mask: torch.Tensor) -> MaskPlan:
+    """A plan whose encoder sees every token while the loss still uses ``mask`` (for comparisons)."""
+    ids = torch.arange(mask.shape[1], device=mask.device).expand(mask.shape[0], -1)
+    return MaskPlan(ids, ids, mask)
