@@ -134,7 +134,7 @@ class VisionTransformer(nn.Module):
         self.patch_embed = TubeletEmbed(config)
         self.register_buffer("pos_embed", sincos_3d(config.embed_dim, self.grid)[None])
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.embed_dim)) if config.cls_token else None
-        rates = torch.linspace(0, config.drop_path_rate, config.depth).tolist()
+        rates = [config.drop_path_rate * i / max(config.depth - 1, 1) for i in range(config.depth)]  # linear from 0
         self.blocks = nn.ModuleList(
             Block(config.embed_dim, config.num_heads, config.mlp_ratio, config.qkv_bias, rate) for rate in rates
         )
