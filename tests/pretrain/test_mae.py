@@ -124,3 +124,27 @@ def test_a_few_steps_fit_a_batch() -> None:
         losses.append(loss.item())
     assert losses[-1] < 0.8 * losses[0]
     assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("clip_masking", ["tube", "random"])
+def test_flop_formula_matches_the_counted_forward(clip_masking: str) -> None:
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from pretrain.flops import mae_forward_flops, mae_train_flops_per_sample, peak_flops
+    from pretrain.masking import keep_all
+
+    model = tiny_mae(clip_masking=clip_masking)
+    for x, modality in ((torch.randn(2, 3, 32, 32), "image"), (torch.randn(2, 3, 4, 32, 32), "clip")):
+        for encode_all in (False, True):
+            plan = model.mask_plan(x)
+            if encode_all:
+                plan = keep_all(plan.mask)
+            # the math backend runs attention as counted matmuls; the CPU fused kernel is not counted
+            with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+                model.forward_with_plan(x, plan)
+            assert counter.get_total_flops() / 2 == mae_forward_flops(model.config, modality, encode_all)
+        assert mae_train_flops_per_sample(model.config, modality) == 3 * mae_forward_flops(model.config, modality)
+    with pytest.raises(ValueError, match="modality"):
+        mae_forward_flops(model.config, "video")
+    assert peak_flops("cpu") is None
