@@ -1,0 +1,89 @@
+"""AdamW parameter groups and the warmup + half-cycle cosine learning-rate schedule.
+
+Weight decay never applies to biases, normalisation weights, learned tokens (CLS, mask) or
+position embeddings: every 0-/1-D parameter and every parameter named like a token or a
+position table. ``lr_scale`` lets fine-tuning give each parameter its own learning-rate factor
+(layer-wise decay); parameters with the same (decay, scale) share one group. The schedule is a
+``LambdaLR`` factor stepped once per optimiser step, so each group keeps its own scaled lr.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+NO_DECAY_NAME_PARTS = ("cls_token", "mask_token", "pos_embed", "dist_token", "reg_token")
+
+
+def uses_weight_decay(name: str, parameter: torch.Tensor) -> bool:
+    """False for biases, norm weights (any 0-/1-D tensor), learned tokens and position embeddings."""
+    if parameter.ndim <= 1 or name.endswith(".bias"):
+        return False
+    return not any(part in name for part in NO_DECAY_NAME_PARTS)
+
+
+def build_param_groups(
+    model: nn.Module, weight_decay: float, lr_scale: Callable[[str], float] | None = None
+) -> list[dict]:
+    """AdamW groups: ``params``, ``weight_decay`` and ``lr_scale`` (1.0 without ``lr_scale``).
+
+    Frozen parameters are left out. ``lr_scale(name)`` returns the factor multiplying the base
+    learning rate of parameter ``name`` (e.g. layer-wise decay); the optimiser builder multiplies
+    each group's ``lr`` by it. Groups are ordered by first appearance, so the order is stable.
+    """
+    groups: dict[tuple[bool, float], dict] = {}
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        decay = uses_weight_decay(name, parameter)
+        scale = 1.0 if lr_scale is None else float(lr_scale(name))
+        group = groups.setdefault(
+            (decay, scale), {"params": [], "param_names": [], "weight_decay": weight_decay if decay else 0.0, "lr_scale": scale}
+        )
+        group["params"].append(parameter)
+        group["param_names"].append(name)
+    return list(groups.values())
+
+
+def scaled_lr(base_lr: float, effective_batch: int) -> float:
+    """The linear scaling rule: ``base_lr * effective_batch / 256``."""
+    return base_lr * effective_batch / 256
+
+
+def warmup_cosine(step: int, total: int, warmup: int, base: float, min_lr: float) -> float:
+    """Learning rate at optimiser ``step``: linear warmup to ``base``, then half-cycle cosine to ``min_lr``."""
+    if warmup > 0 and step < warmup:
+        return base * (step + 1) / warmup
+    if step >= total:
+        return min_lr
+    progress = (step - warmup) / max(total - warmup, 1)
+    return min_lr + (base - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class WarmupCosineFactor:
+    """``LambdaLR`` factor of :func:`warmup_cosine` relative to ``base``; holds only numbers.
+
+    A class rather than a closure so the scheduler's state dict (which stores a callable's
+    attributes) stays plain data and loads with ``torch.load(weights_only=True)``.
+    """
+
+    def __init__(self, total: int, warmup: int, base: float, min_lr: float) -> None:
+        self.total, self.warmup, self.base, self.min_lr = total, warmup, base, min_lr
+
+    def __call__(self, step: int) -> float:
+        """Factor multiplying each group's initial lr at optimiser ``step``."""
+        return warmup_cosine(step, self.total, self.warmup, self.base, self.min_lr) / self.base
+
+
+def build_adamw(
+    groups: list[dict], lr: float, betas: tuple[float, float], total_steps: int, warmup_steps: int, min_lr: float
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW over ``groups`` (each at ``lr * lr_scale``) and its per-step warmup-cosine scheduler."""
+    for group in groups:
+        group["lr"] = lr * group["lr_scale"]
+    optimizer = torch.optim.AdamW(groups, lr=lr, betas=betas)
+    factor = WarmupCosineFactor(total_steps, warmup_steps, lr, min_lr)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
