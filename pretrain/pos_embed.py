@@ -37,13 +37,21 @@ def sincos_2d(dim: int, height: int, width: int) -> torch.Tensor:
     return torch.cat([sincos_1d(dim // 2, cols), sincos_1d(dim // 2, rows)], dim=1)
 
 
-def sincos_3d(dim: int, grid: Grid) -> torch.Tensor:
-    """Our clip table, (t * h * w, dim), float32: the 2-D table plus a temporal term zero at t = 0."""
-    frames, height, width = grid
-    spatial = sincos_2d(dim, height, width)
+def add_time(spatial: torch.Tensor, frames: int) -> torch.Tensor:
+    """A (h*w, D) spatial table extended to (frames*h*w, D) with our temporal term (zero at t = 0).
+
+    The first slice is ``spatial`` itself, bit for bit.
+    """
+    dim = spatial.shape[1]
     temporal = sincos_1d(dim, torch.arange(frames))
-    temporal = temporal - temporal[:1]
-    return (temporal[:, None, :] + spatial[None, :, :]).reshape(frames * height * width, dim).float()
+    temporal = (temporal - temporal[:1]).to(spatial.dtype)
+    return (temporal[:, None, :] + spatial[None, :, :]).reshape(frames * spatial.shape[0], dim)
+
+
+def sincos_3d(dim: int, grid: Grid) -> torch.Tensor:
+    """Our clip table, (t * h * w, dim), float32: the 2-D MAE table plus a temporal term zero at t = 0."""
+    frames, height, width = grid
+    return add_time(sincos_2d(dim, height, width).float(), frames)
 
 
 def videomae_sinusoid(num_positions: int, dim: int) -> torch.Tensor:

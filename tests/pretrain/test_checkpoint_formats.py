@@ -1,0 +1,344 @@
+"""Public MAE and VideoMAE/S4D files load into our model and give the same numbers.
+
+No real checkpoint can be downloaded here, so each test writes a file in the public layout
+with random weights and checks our model against an independent reference forward written
+below with plain tensor ops on the public key names (Conv2d/Conv3d patch embedding, explicit
+softmax attention, the reference masking recipe).
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pretrain.checkpoint_formats import (
+    export_mae_state_dict,
+    import_state_dict,
+    load_checkpoint_file,
+    save_mae_checkpoint,
+    unwrap_state_dict,
+)
+from pretrain.config import MAEConfig, ViTConfig
+from pretrain.mae import MaskedAutoencoder
+from pretrain.masking import plan_from_mask
+from pretrain.vit import VisionTransformer
+
+WIDTH, DEPTH, HEADS, PATCH, SIDE = 192, 2, 3, 8, 4  # ViT-tiny width (3 heads); 32 px images, a 4x4 grid
+DEC_WIDTH, DEC_DEPTH, DEC_HEADS = 64, 1, 2  # MAE decoders: heads of 32 channels
+
+
+# ---------------------------------------------------------------- reference implementation
+def mae_2d_table(dim: int, side: int) -> torch.Tensor:
+    def one_d(d: int, pos: np.ndarray) -> np.ndarray:
+        omega = 1.0 / 10000 ** (np.arange(d // 2, dtype=np.float64) / (d / 2.0))
+        out = np.outer(pos.reshape(-1), omega)
+        return np.concatenate([np.sin(out), np.cos(out)], axis=1)
+
+    cols, rows = np.meshgrid(np.arange(side), np.arange(side))
+    table = np.concatenate([one_d(dim // 2, cols), one_d(dim // 2, rows)], axis=1)
+    return torch.from_numpy(np.concatenate([np.zeros((1, dim)), table])).float()[None]
+
+
+def videomae_table(count: int, dim: int) -> torch.Tensor:
+    angles = np.array([[p / np.power(10000, 2 * (j // 2) / dim) for j in range(dim)] for p in range(count)])
+    angles[:, 0::2], angles[:, 1::2] = np.sin(angles[:, 0::2]), np.cos(angles[:, 1::2])
+    return torch.tensor(angles, dtype=torch.float32)[None]
+
+
+def linear(state: dict, name: str, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    b = state.get(name + ".bias", bias)
+    return x @ state[name + ".weight"].T + (0 if b is None else b)
+
+
+def norm(state: dict, name: str, x: torch.Tensor) -> torch.Tensor:
+    return F.layer_norm(x, x.shape[-1:], state[name + ".weight"], state[name + ".bias"], eps=1e-6)
+
+
+def reference_block(state: dict, pre: str, x: torch.Tensor, heads: int) -> torch.Tensor:
+    batch, tokens, dim = x.shape
+    qkv_bias = None
+    if pre + "attn.q_bias" in state:  # VideoMAE: q and v biases, no k bias
+        q_bias = state[pre + "attn.q_bias"]
+        qkv_bias = torch.cat([q_bias, torch.zeros_like(q_bias), state[pre + "attn.v_bias"]])
+    qkv = linear(state, pre + "attn.qkv", norm(state, pre + "norm1", x), qkv_bias)
+    q, k, v = qkv.reshape(batch, tokens, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
+    attention = ((q * (dim // heads) ** -0.5) @ k.transpose(-2, -1)).softmax(-1)
+    x = x + linear(state, pre + "attn.proj", (attention @ v).transpose(1, 2).reshape(batch, tokens, dim))
+    h = norm(state, pre + "norm2", x)
+    return x + linear(state, pre + "mlp.fc2", F.gelu(linear(state, pre + "mlp.fc1", h)))
+
+
+def reference_mae(state: dict, images: torch.Tensor, noise: torch.Tensor, ratio: float = 0.75):
+    """The public MAE forward: encoder on kept tokens, decoder, norm-pix loss on removed patches."""
+    x = F.conv2d(images, state["patch_embed.proj.weight"], state["patch_embed.proj.bias"], stride=PATCH)
+    x = x.flatten(2).transpose(1, 2) + state["pos_embed"][:, 1:]
+    batch, length, dim = x.shape
+    keep = int(length * (1 - ratio))
+    ids_shuffle = torch.argsort(noise, dim=1)
+    ids_restore = torch.argsort(ids_shuffle, dim=1)
+    x = torch.gather(x, 1, ids_shuffle[:, :keep, None].expand(-1, -1, dim))
+    mask = torch.ones(batch, length)
+    mask[:, :keep] = 0
+    mask = torch.gather(mask, 1, ids_restore)
+    x = torch.cat([(state["cls_token"] + state["pos_embed"][:, :1]).expand(batch, -1, -1), x], dim=1)
+    for i in range(DEPTH):
+        x = reference_block(state, f"blocks.{i}.", x, HEADS)
+    latent = norm(state, "norm", x)
+    y = linear(state, "decoder_embed", latent)
+    tokens = torch.cat([y[:, 1:], state["mask_token"].expand(batch, length - keep, -1)], dim=1)
+    tokens = torch.gather(tokens, 1, ids_restore[..., None].expand(-1, -1, y.shape[-1]))
+    y = torch.cat([y[:, :1], tokens], dim=1) + state["decoder_pos_embed"]
+    for i in range(DEC_DEPTH):
+        y = reference_block(state, f"decoder_blocks.{i}.", y, DEC_HEADS)
+    pred = linear(state, "decoder_pred", norm(state, "decoder_norm", y))[:, 1:]
+    target = images.reshape(batch, 3, SIDE, PATCH, SIDE, PATCH).permute(0, 2, 4, 3, 5, 1).reshape(batch, length, -1)
+    target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6) ** 0.5
+    loss = (((pred - target) ** 2).mean(-1) * mask).sum() / mask.sum()
+    return loss, pred, mask, latent
+
+
+def random_mae_state(decoder: bool = True, finetuned: bool = False, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=g) * 0.2
+
+    def blocks(prefix: str, dim: int, depth: int) -> dict:
+        out = {}
+        for i in range(depth):
+            pre = f"{prefix}{i}."
+            for name, shape in (("norm1", (dim,)), ("norm2", (dim,))):
+                out[pre + name + ".weight"], out[pre + name + ".bias"] = 1 + rand(*shape), rand(*shape)
+            for name, (o, i_) in {"attn.qkv": (3 * dim, dim), "attn.proj": (dim, dim), "mlp.fc1": (4 * dim, dim), "mlp.fc2": (dim, 4 * dim)}.items():
+                out[pre + name + ".weight"], out[pre + name + ".bias"] = rand(o, i_), rand(o)
+        return out
+
+    state = {
+        "cls_token": rand(1, 1, WIDTH),
+        "pos_embed": mae_2d_table(WIDTH, SIDE),
+        "patch_embed.proj.weight": rand(WIDTH, 3, PATCH, PATCH),
+        "patch_embed.proj.bias": rand(WIDTH),
+        **blocks("blocks.", WIDTH, DEPTH),
+    }
+    if finetuned:
+        state.update({"fc_norm.weight": 1 + rand(WIDTH), "fc_norm.bias": rand(WIDTH), "head.weight": rand(7, WIDTH), "head.bias": rand(7)})
+    else:
+        state.update({"norm.weight": 1 + rand(WIDTH), "norm.bias": rand(WIDTH)})
+    if decoder:
+        state.update({
+            "mask_token": rand(1, 1, DEC_WIDTH),
+            "decoder_embed.weight": rand(DEC_WIDTH, WIDTH), "decoder_embed.bias": rand(DEC_WIDTH),
+            "decoder_pos_embed": mae_2d_table(DEC_WIDTH, SIDE),
+            "decoder_norm.weight": 1 + rand(DEC_WIDTH), "decoder_norm.bias": rand(DEC_WIDTH),
+            "decoder_pred.weight": rand(PATCH * PATCH * 3, DEC_WIDTH), "decoder_pred.bias": rand(PATCH * PATCH * 3),
+            **blocks("decoder_blocks.", DEC_WIDTH, DEC_DEPTH),
+        })
+    return state
+
+
+def write(tmp_path: Path, state: dict, name: str = "mae.pth") -> Path:
+    path = tmp_path / name
+    torch.save({"model": state, "epoch": 3}, path)
+    return path
+
+
+def load(path: Path, config=None):
+    return import_state_dict(unwrap_state_dict(load_checkpoint_file(path)), config, source=str(path))
+
+
+# ---------------------------------------------------------------- public MAE layout
+def test_public_mae_file_reproduces_the_reference_forward(tmp_path: Path) -> None:
+    state = random_mae_state()
+    imported = load(write(tmp_path, state))
+    model = imported.model
+    assert isinstance(model, MaskedAutoencoder) and imported.layout == "mae"
+    assert model.config.encoder.img_size == 32 and model.config.decoder_num_heads == DEC_HEADS
+    images = torch.randn(3, 3, 32, 32)
+    noise = torch.rand(3, 16)
+    ref_loss, ref_pred, ref_mask, ref_latent = reference_mae(state, images, noise)
+    model.eval()
+    loss, pred, mask = model(images, noise=noise)
+    torch.testing.assert_close(mask, ref_mask)
+    torch.testing.assert_close(pred[..., : ref_pred.shape[-1]], ref_pred, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(pred[..., ref_pred.shape[-1] :], ref_pred, atol=1e-4, rtol=1e-4)  # repeat-padded slot
+    torch.testing.assert_close(loss, ref_loss, atol=1e-5, rtol=1e-5)
+    plan = model.mask_plan(images, noise)
+    torch.testing.assert_close(model.encoder.forward_features(images, plan.ids_keep), ref_latent, atol=1e-4, rtol=1e-4)
+
+
+def test_export_then_import_is_exact(tmp_path: Path) -> None:
+    state = random_mae_state()
+    model = load(write(tmp_path, state)).model
+    exported = export_mae_state_dict(model)
+    assert set(exported) == set(state)
+    for key, value in state.items():
+        assert torch.equal(exported[key], value), key
+    path = save_mae_checkpoint(model, tmp_path / "out" / "exported.pth")
+    assert not list(path.parent.glob("*.partial"))
+    again = load(path).model
+    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_clip_model_from_an_image_file_keeps_image_outputs(tmp_path: Path) -> None:
+    state = random_mae_state(decoder=False)
+    clip_config = ViTConfig(img_size=32, patch_size=PATCH, num_frames=8, tubelet_size=2, embed_dim=WIDTH, depth=DEPTH, num_heads=HEADS)
+    model = load(write(tmp_path, state), clip_config).model.eval()
+    assert isinstance(model, VisionTransformer)
+    images = torch.randn(2, 3, 32, 32)
+    clip = images.unsqueeze(2).repeat(1, 1, 8, 1, 1)
+    reference = reference_encoder(state, images)
+    torch.testing.assert_close(model.forward_features(images), reference, atol=1e-4, rtol=1e-4)
+    per_slice = model.forward_features(clip[:, :, :2])
+    torch.testing.assert_close(per_slice, reference, atol=1e-4, rtol=1e-4)
+    assert model.forward_features(clip).shape == (2, 1 + 4 * 16, WIDTH)
+    exported = export_mae_state_dict(model)
+    for key in ("patch_embed.proj.weight", "pos_embed"):
+        assert torch.equal(exported[key], state[key]), key
+
+
+def reference_encoder(state: dict, images: torch.Tensor, side: int = SIDE) -> torch.Tensor:
+    x = F.conv2d(images, state["patch_embed.proj.weight"], state["patch_embed.proj.bias"], stride=PATCH)
+    x = x.flatten(2).transpose(1, 2) + state["pos_embed"][:, 1:]
+    x = torch.cat([(state["cls_token"] + state["pos_embed"][:, :1]).expand(x.shape[0], -1, -1), x], dim=1)
+    for i in range(DEPTH):
+        x = reference_block(state, f"blocks.{i}.", x, HEADS)
+    return norm(state, "norm", x)
+
+
+def test_another_image_size_interpolates_positions_as_mae_fine_tuning_does(tmp_path: Path) -> None:
+    state = random_mae_state(decoder=False)
+    state["pos_embed"] = state["pos_embed"] + torch.randn_like(state["pos_embed"]) * 0.1  # learned, with a CLS row
+    bigger = ViTConfig(img_size=48, patch_size=PATCH, num_frames=2, embed_dim=WIDTH, depth=DEPTH, num_heads=HEADS)
+    imported = load(write(tmp_path, state), bigger)
+    assert any("interpolated" in note for note in imported.notes)
+    grid = state["pos_embed"][:, 1:].reshape(1, SIDE, SIDE, WIDTH).permute(0, 3, 1, 2)
+    resized = F.interpolate(grid, size=(6, 6), mode="bicubic", align_corners=False).permute(0, 2, 3, 1).reshape(1, 36, WIDTH)
+    state_48 = {**state, "pos_embed": torch.cat([state["pos_embed"][:, :1], resized], dim=1)}
+    images = torch.randn(2, 3, 48, 48)
+    torch.testing.assert_close(imported.model.eval().forward_features(images), reference_encoder(state_48, images), atol=1e-4, rtol=1e-4)
+
+
+def test_finetuned_file_gives_the_encoder_and_its_head_as_extras(tmp_path: Path) -> None:
+    imported = load(write(tmp_path, random_mae_state(decoder=False, finetuned=True)))
+    assert isinstance(imported.model, VisionTransformer)
+    assert set(imported.extras) == {"fc_norm.weight", "fc_norm.bias", "head.weight", "head.bias"}
+    assert any("norm" in note for note in imported.notes)
+
+
+# ---------------------------------------------------------------- VideoMAE / S4D layout
+def random_videomae_state(prefix: str = "encoder.", seed: int = 1) -> dict:
+    g = torch.Generator().manual_seed(seed)
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=g) * 0.2
+
+    def blocks(pre_all: str, dim: int, depth: int) -> dict:
+        out = {}
+        for i in range(depth):
+            pre = f"{pre_all}{i}."
+            for name in ("norm1", "norm2"):
+                out[pre + name + ".weight"], out[pre + name + ".bias"] = 1 + rand(dim), rand(dim)
+            out[pre + "attn.qkv.weight"] = rand(3 * dim, dim)
+            out[pre + "attn.q_bias"], out[pre + "attn.v_bias"] = rand(dim), rand(dim)
+            for name, (o, i_) in {"attn.proj": (dim, dim), "mlp.fc1": (4 * dim, dim), "mlp.fc2": (dim, 4 * dim)}.items():
+                out[pre + name + ".weight"], out[pre + name + ".bias"] = rand(o, i_), rand(o)
+        return out
+
+    state = {
+        prefix + "patch_embed.proj.weight": rand(WIDTH, 3, 2, PATCH, PATCH),
+        prefix + "patch_embed.proj.bias": rand(WIDTH),
+        prefix + "norm.weight": 1 + rand(WIDTH), prefix + "norm.bias": rand(WIDTH),
+        **blocks(prefix + "blocks.", WIDTH, DEPTH),
+    }
+    if prefix:
+        state.update({
+            "encoder_to_decoder.weight": rand(DEC_WIDTH, WIDTH),
+            "mask_token": rand(1, 1, DEC_WIDTH),
+            "decoder.norm.weight": 1 + rand(DEC_WIDTH), "decoder.norm.bias": rand(DEC_WIDTH),
+            "decoder.head.weight": rand(2 * PATCH * PATCH * 3, DEC_WIDTH), "decoder.head.bias": rand(2 * PATCH * PATCH * 3),
+            **blocks("decoder.blocks.", DEC_WIDTH, DEC_DEPTH),
+        })
+    return state
+
+
+def reference_videomae(state: dict, clips: torch.Tensor, mask: torch.Tensor, heads: int, dec_heads: int) -> torch.Tensor:
+    """VideoMAE pretraining forward: predictions for the masked tokens, in token order."""
+    x = F.conv3d(clips, state["encoder.patch_embed.proj.weight"], state["encoder.patch_embed.proj.bias"], stride=(2, PATCH, PATCH))
+    x = x.flatten(2).transpose(1, 2)
+    batch, count, dim = x.shape
+    x = x + videomae_table(count, dim)
+    x = x[~mask].reshape(batch, -1, dim)
+    for i in range(DEPTH):
+        x = reference_block(state, f"encoder.blocks.{i}.", x, heads)
+    x = norm(state, "encoder.norm", x)
+    x = x @ state["encoder_to_decoder.weight"].T
+    table = videomae_table(count, DEC_WIDTH).expand(batch, -1, -1)
+    visible_pos, masked_pos = table[~mask].reshape(batch, -1, DEC_WIDTH), table[mask].reshape(batch, -1, DEC_WIDTH)
+    y = torch.cat([x + visible_pos, state["mask_token"] + masked_pos], dim=1)
+    for i in range(DEC_DEPTH):
+        y = reference_block(state, f"decoder.blocks.{i}.", y, dec_heads)
+    masked = masked_pos.shape[1]
+    return linear(state, "decoder.head", norm(state, "decoder.norm", y[:, -masked:]))
+
+
+def test_videomae_pretraining_file_reproduces_the_reference_forward(tmp_path: Path) -> None:
+    state = random_videomae_state()
+    config = MAEConfig(
+        encoder=ViTConfig(img_size=32, patch_size=PATCH, num_frames=4, tubelet_size=2, embed_dim=WIDTH, depth=DEPTH, num_heads=HEADS, cls_token=False),
+        decoder_embed_dim=DEC_WIDTH, decoder_depth=DEC_DEPTH, decoder_num_heads=2,
+    )
+    imported = load(write(tmp_path, state, "videomae.pth"), config)
+    model = imported.model.eval()
+    assert isinstance(model, MaskedAutoencoder) and imported.layout == "videomae"
+    clips = torch.randn(2, 3, 4, 32, 32)
+    spatial = torch.rand(2, 16).argsort(1) < 12  # tube mask: 12 of 16 places removed in both slices
+    mask = spatial.repeat(1, 2)
+    expected = reference_videomae(state, clips, mask, HEADS, 2)
+    _, pred, _ = model.forward_with_plan(clips, plan_from_mask(mask))
+    torch.testing.assert_close(pred[mask].reshape(2, -1, pred.shape[-1]), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_videomae_finetuned_encoder_and_layer_scale_refusal(tmp_path: Path) -> None:
+    state = random_videomae_state(prefix="")
+    del state["norm.weight"], state["norm.bias"]
+    state.update({"fc_norm.weight": torch.ones(WIDTH), "fc_norm.bias": torch.zeros(WIDTH), "head.weight": torch.zeros(7, WIDTH), "head.bias": torch.zeros(7)})
+    config = ViTConfig(img_size=32, patch_size=PATCH, num_frames=4, embed_dim=WIDTH, depth=DEPTH, num_heads=HEADS, cls_token=False)
+    imported = load(write(tmp_path, state, "ft.pth"), config)
+    assert isinstance(imported.model, VisionTransformer) and "head.weight" in imported.extras
+    bias = imported.model.blocks[0].attn.qkv.bias
+    assert torch.equal(bias[WIDTH : 2 * WIDTH], torch.zeros(WIDTH))  # VideoMAE has no key bias
+    state["blocks.0.gamma_1"] = torch.ones(WIDTH)
+    with pytest.raises(ValueError, match="gamma_1"):
+        load(write(tmp_path, state, "ls.pth"), config)
+
+
+# ---------------------------------------------------------------- refusals
+def test_unknown_layout_names_expected_and_found_keys(tmp_path: Path) -> None:
+    path = write(tmp_path, {"backbone.conv1.weight": torch.zeros(3)}, "resnet.pth")
+    with pytest.raises(ValueError, match=r"resnet\.pth.*cls_token.*backbone\.conv1\.weight"):
+        load(path)
+
+
+def test_missing_block_key_is_named(tmp_path: Path) -> None:
+    state = random_mae_state(decoder=False)
+    del state["blocks.1.mlp.fc2.weight"]
+    with pytest.raises(ValueError, match="blocks.1.mlp.fc2.weight"):
+        load(write(tmp_path, state))
+
+
+def test_pickled_code_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "pickled.pth"
+    torch.save({"model": random_mae_state(decoder=False), "args": Path("/tmp")}, path)  # an arbitrary object
+    with pytest.raises(ValueError, match="weights_only"):
+        load_checkpoint_file(path)
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        load_checkpoint_file(tmp_path / "missing.pth")
+
+
+def test_weights_that_do_not_fit_the_config_are_named(tmp_path: Path) -> None:
+    wrong = ViTConfig(img_size=32, patch_size=PATCH, embed_dim=WIDTH, depth=DEPTH + 1, num_heads=HEADS)
+    with pytest.raises(ValueError, match="encoder.depth: file 2, config 3"):
+        load(write(tmp_path, random_mae_state(decoder=False)), wrong)
