@@ -1,0 +1,11 @@
+"""``python -m finetune``: see :mod:`finetune.cli`."""
+
+from data_shards.cli_support import run_cli
+from finetune.cli import evaluate, fit, folds
+
+if __name__ == "__main__":
+    run_cli(
+        [fit, evaluate, folds],
+        prog="python -m finetune",
+        description="Fine-tune a pretrained face encoder: AU detection, static/dynamic expression, IAT, MoAE.",
+    )

@@ -1,0 +1,300 @@
+"""Typed configuration of fine-tuning: encoder start point, tasks, IAT, MoAE, data, optimiser, evaluation.
+
+Imports nothing heavy, so ``python -m finetune --help`` is fast. Each dataclass reports
+impossible settings through ``problems()``; :func:`data_shards.config_checks.validate` names
+the dotted key. Trainer and tracking sections reuse :mod:`pretrain.config`'s dataclasses.
+Recipes live under ``configs/finetune/``; a test loads every one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pretrain.config import OptimConfig, Problems, TrackingConfig, TrainerConfig, ViTConfig
+
+Task = Literal["au", "expression"]
+
+
+@dataclass
+class MoAEConfig:
+    """Mixture of Adapter Experts beside the MLP of the top blocks (S4D).
+
+    Args:
+        top_blocks: adapters in the top ``top_blocks`` blocks; 0 = no MoAE.
+        num_experts: experts per block.
+        top_k: experts each token is routed to.
+        hidden_ratio: expert bottleneck width over the embedding width (S4D: 1/4).
+        scale: multiplier of the adapters' output (AdaptFormer: 0.1).
+        router_noise: noisy top-k routing in training (never in evaluation).
+        balance_coef: coefficient of the load-balancing loss (S4D: 1e-3).
+        dispatch: ``sparse`` (each expert on its tokens only) or ``dense`` (every expert on every
+            token, no host synchronisation; same result).
+    """
+
+    top_blocks: int = 0
+    num_experts: int = 8
+    top_k: int = 2
+    hidden_ratio: float = 0.25
+    scale: float = 0.1
+    router_noise: bool = True
+    balance_coef: float = 1e-3
+    dispatch: Literal["sparse", "dense"] = "sparse"
+
+    def problems(self) -> Problems:
+        """Impossible settings as (field, reason) pairs."""
+        found: Problems = []
+        if self.top_blocks < 0:
+            found.append(("top_blocks", "must be >= 0 (0 = off)"))
+        if self.num_experts < 1:
+            found.append(("num_experts", "must be >= 1"))
+        if not 1 <= self.top_k <= max(1, self.num_experts):
+            found.append(("top_k", f"must be in [1, num_experts={self.num_experts}]"))
+        if self.hidden_ratio <= 0:
+            found.append(("hidden_ratio", "must be > 0"))
+        if self.balance_coef < 0:
+            found.append(("balance_coef", "must be >= 0"))
+        return found
+
+
+@dataclass
+class FinetuneModelConfig:
+    """The encoder to start from and what is trained.
+
+    Args:
+        init: pretrained encoder: a checkpoint or release folder of ours, a public MAE / FMAE /
+            VideoMAE / S4D file, or an MLflow URI (``models:/name@alias``, ``runs:/...``).
+            Empty = random initialisation from ``encoder`` (ablations and tests).
+        encoder: the architecture when ``init`` is empty (ignored otherwise).
+        img_size: input size; 0 = the checkpoint's. Another size interpolates the position table.
+        num_frames: clip frames; 0 = the checkpoint's. Another count interpolates the position table.
+        drop_path_rate: stochastic depth at the last block.
+        freeze_backbone: train only adapters, the feature norm and the heads (parameter-efficient).
+        moae: Mixture of Adapter Experts.
+    """
+
+    init: str = ""
+    encoder: ViTConfig = field(default_factory=ViTConfig)
+    img_size: int = 0
+    num_frames: int = 0
+    drop_path_rate: float = 0.1
+    freeze_backbone: bool = False
+    moae: MoAEConfig = field(default_factory=MoAEConfig)
+
+    def problems(self) -> Problems:
+        """Impossible settings as (field, reason) pairs."""
+        found: Problems = []
+        if self.img_size < 0 or self.num_frames < 0:
+            found.append(("img_size", "img_size and num_frames must be >= 0 (0 = the checkpoint's)"))
+        if not 0.0 <= self.drop_path_rate < 1.0:
+            found.append(("drop_path_rate", "must be in [0, 1)"))
+        if self.freeze_backbone and self.moae.top_blocks == 0:
+            found.append(("freeze_backbone", "a frozen backbone needs adapters: set moae.top_blocks > 0"))
+        return found
+
+
+@dataclass
+class TasksConfig:
+    """What is learned: each task gets one head per modality whose shards carry its labels.
+
+    Args:
+        tasks: ``au`` (multi-label AU detection) and/or ``expression`` (multi-class).
+        au_pos_weight: per-AU weight of positives in the BCE (in manifest AU order); empty = 1.
+        label_smoothing: expression label smoothing.
+    """
+
+    tasks: list[Task] = field(default_factory=lambda: ["au"])
+    au_pos_weight: list[float] = field(default_factory=list)
+    label_smoothing: float = 0.1
+
+    def problems(self) -> Problems:
+        """Impossible settings as (field, reason) pairs."""
+        found: Problems = []
+        if not self.tasks:
+            found.append(("tasks", "name at least one of 'au', 'expression'"))
+        if len(set(self.tasks)) != len(self.tasks):
+            found.append(("tasks", "lists a task twice"))
+        if any(w <= 0 for w in self.au_pos_weight):
+            found.append(("au_pos_weight", "weights must be > 0"))
+        if not 0.0 <= self.label_smoothing < 1.0:
+            found.append(("label_smoothing", "must be in [0, 1)"))
+        return found
+
+
+@dataclass
+class IATConfig:
+    """Identity-Adversarial Training: an identity head behind a gradient reversal layer.
+
+    Args:
+        strength: lambda, the reversed gradient's scale (BP4D 2, BP4D+ 1, DISFA 0.5); 0 = off.
+        schedule: ``constant`` (the reference) or ``dann`` (ramp from 0 to ``strength``).
+        loss_weight: weight of the identity cross-entropy in the total loss.
+    """
+
+    strength: float = 0.0
+    schedule: Literal["constant", "dann"] = "constant"
+    loss_weight: float = 1.0
+
+    def problems(self) -> Problems:
+        """Impossible settings as (field, reason) pairs."""
+        found: Problems = []
+        if self.strength < 0:
+            found.append(("strength", "must be >= 0 (0 = off)"))
+        if self.loss_weight <= 0:
+            found.append(("loss_weight", "must be > 0"))
+        return found
+
+
+@dataclass
+class FinetuneDataConfig:
+    """Labelled shard sets (manifest paths or brace patterns) per split and modality, and augmentation.
+
+    Args:
+        image_train: image shard sets for training; empty = no image task.
+        image_val: image shard sets for validation (model selection, AU thresholds).
+        image_test: image shard sets for the final test; empty = no test.
+        clip_train: clip shard sets for training; empty = no clip task.
+        clip_val: clip shard sets for validation.
+        clip_test: clip shard sets for the final test.
+        train_subjects: keep only these subjects in training; empty = all (k-fold runs set them).
+        val_subjects: keep only these subjects in validation; empty = all.
+        test_subjects: keep only these subjects in the test; empty = all.
+        image_batch_size: images per device per step.
+        clip_batch_size: clips per device per step.
+        clip_stride: frame stride of a clip (16 frames at stride 4 for DFEW and MAFW).
+        clip_step_ratio: clip steps per image step in an epoch when both train (joint S4D training).
+        crop_scale: min and max area fraction of the random resized crop.
+        hflip: random horizontal flip probability.
+        class_balanced: sample expression classes equally often in training (needs expression labels).
+        mixup_alpha: Beta parameter of mixup; 0 = off.
+        cutmix_alpha: Beta parameter of cutmix; 0 = off.
+        mix_prob: probability that a batch is mixed.
+        mix_switch_prob: probability of cutmix rather than mixup when both are on.
+        test_clips: temporal clips per test video, averaged (multi-clip test).
+        test_crops: spatial views per test sample, averaged: 1 = the frame, 2 = plus its mirror.
+        num_workers: loader worker processes per device.
+        shuffle_buffer: samples in the shuffle buffer (``FACE_SHUFFLE_BUFFER`` overrides).
+        samples_per_epoch: training samples per epoch across ranks; 0 = the manifest count.
+    """
+
+    image_train: list[str] = field(default_factory=list)
+    image_val: list[str] = field(default_factory=list)
+    image_test: list[str] = field(default_factory=list)
+    clip_train: list[str] = field(default_factory=list)
+    clip_val: list[str] = field(default_factory=list)
+    clip_test: list[str] = field(default_factory=list)
+    train_subjects: list[str] = field(default_factory=list)
+    val_subjects: list[str] = field(default_factory=list)
+    test_subjects: list[str] = field(default_factory=list)
+    image_batch_size: int = 32
+    clip_batch_size: int = 8
+    clip_stride: int = 4
+    clip_step_ratio: float = 1.0
+    crop_scale: tuple[float, float] = (0.8, 1.0)
+    hflip: float = 0.5
+    class_balanced: bool = False
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    mix_prob: float = 1.0
+    mix_switch_prob: float = 0.5
+    test_clips: int = 1
+    test_crops: int = 1
+    num_workers: int = 2
+    shuffle_buffer: int = 2000
+    samples_per_epoch: int = 0
+
+    def problems(self) -> Problems:
+        """Impossible settings as (field, reason) pairs."""
+        found: Problems = []
+        if not self.image_train and not self.clip_train:
+            found.append(("image_train", "give image_train, clip_train or both"))
+        for name in ("image_batch_size", "clip_batch_size", "clip_stride", "test_clips"):
+            if getattr(self, name) < 1:
+                found.append((name, "must be >= 1"))
+        if self.test_crops not in (1, 2):
+            found.append(("test_crops", "must be 1 (the frame) or 2 (plus its mirror)"))
+        if self.clip_step_ratio <= 0:
+            found.append(("clip_step_ratio", "must be > 0"))
+        low, high = self.crop_scale
+        if not 0.0 < low <= high <= 1.0:
+            found.append(("crop_scale", "needs 0 < min <= max <= 1"))
+        for name in ("hflip", "mix_prob", "mix_switch_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                found.append((name, "is a probability in [0, 1]"))
+        if self.mixup_alpha < 0 or self.cutmix_alpha < 0:
+            found.append(("mixup_alpha", "mixup_alpha and cutmix_alpha must be >= 0"))
+        if self.num_workers < 0 or self.shuffle_buffer < 0 or self.samples_per_epoch < 0:
+            found.append(("num_workers", "num_workers, shuffle_buffer and samples_per_epoch must be >= 0"))
+        overlap = (set(self.train_subjects) & set(self.test_subjects)) | (set(self.val_subjects) & set(self.test_subjects))
+        if overlap:
+            found.append(("test_subjects", f"subjects {sorted(overlap)[:5]} are also in training or validation"))
+        return found
+
+
+@dataclass
+class FinetuneOptimConfig(OptimConfig):
+    """AdamW (same parameter grouping as pretraining) with layer-wise lr decay, warmup then cosine.
+
+    Args:
+        base_lr: learning rate per 256 samples: lr = base_lr * effective_batch / 256.
+        min_lr: floor of the cosine schedule.
+        weight_decay: decoupled weight decay (never on biases, norms, tokens, position embeddings).
+        betas: AdamW betas.
+        warmup_fraction: fraction of all optimiser steps spent warming up.
+        grad_clip: clip the global gradient norm to this value; 0 = off.
+        accumulate_grad_batches: micro-batches per optimiser step.
+        layer_decay: lr multiplier per block going down (0.75); 1 = off.
+    """
+
+    base_lr: float = 1e-3
+    min_lr: float = 1e-6
+    betas: tuple[float, float] = (0.9, 0.999)
+    layer_decay: float = 0.75
+
+    def problems(self) -> Problems:
+        """Impossible settings as (field, reason) pairs."""
+        found = super().problems()
+        if not 0.0 < self.layer_decay <= 1.0:
+            found.append(("layer_decay", "must be in (0, 1]"))
+        return found
+
+
+@dataclass
+class EvalConfig:
+    """Model selection and the final evaluation.
+
+    Args:
+        monitor: validation metric that selects the best checkpoint; ``auto`` = ``val/au_f1_<m>``
+            for AU runs, else ``val/war_<m>`` (``m`` = image when images train, else clip).
+        test: evaluate the best checkpoint on the test split after training.
+        identity_probe: measure identity leakage on the test split's features (linear probe).
+        probe_epochs: full-batch optimisation steps of the identity probe.
+    """
+
+    monitor: str = "auto"
+    test: bool = True
+    identity_probe: bool = True
+    probe_epochs: int = 300
+
+    def problems(self) -> Problems:
+        """Impossible settings as (field, reason) pairs."""
+        found: Problems = []
+        if self.monitor != "auto" and not self.monitor.startswith("val/"):
+            found.append(("monitor", "must be 'auto' or a validation metric such as val/au_f1_image (never test)"))
+        if self.probe_epochs < 1:
+            found.append(("probe_epochs", "must be >= 1"))
+        return found
+
+
+@dataclass
+class FinetuneConfig:
+    """A whole fine-tuning run, as a recipe under ``configs/finetune/`` describes it."""
+
+    model: FinetuneModelConfig = field(default_factory=FinetuneModelConfig)
+    tasks: TasksConfig = field(default_factory=TasksConfig)
+    iat: IATConfig = field(default_factory=IATConfig)
+    data: FinetuneDataConfig = field(default_factory=FinetuneDataConfig)
+    optim: FinetuneOptimConfig = field(default_factory=FinetuneOptimConfig)
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(output_dir="runs/finetune", max_epochs=20))
+    tracking: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment="face-finetune"))
+    eval: EvalConfig = field(default_factory=EvalConfig)

@@ -1,0 +1,291 @@
+"""The Lightning wiring of fine-tuning: task losses, IAT, MoAE balance, metrics, pictures, probe.
+
+The plain-PyTorch :class:`~finetune.heads.FaceTaskModel` lives at attribute ``model``. Each
+training batch is one modality (``pixels`` ``(B, C, H, W)`` images or ``(B, C, T, H, W)``
+clips); every head is evaluated on every step but only the batch's modality heads enter the loss
+(the others with weight 0, so DDP sees the same graph on every rank). Evaluation batches may
+carry several views per sample, ``(B, V, C, ...)``: their probabilities (and features) are
+averaged (multi-clip x multi-crop test).
+
+Model selection uses the validation split only: after each validation epoch the per-AU
+thresholds that maximise validation F1 are stored in buffers (saved with the checkpoint) and the
+test reports F1 at 0.5 and at those thresholds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from torchmetrics.classification import MulticlassConfusionMatrix
+
+from data_shards.streaming import normalize_pixels
+from finetune.adapters import MixtureOfAdapterExperts
+from finetune.config import FinetuneConfig
+from finetune.figures import au_f1_picture, confusion_picture
+from finetune.grad_reverse import reversal_strength
+from finetune.heads import FaceTaskModel, head_name
+from finetune.identity_probe import hashes_of, identity_probe
+from finetune.layer_decay import layer_decay_scale
+from finetune.losses import masked_bce, one_hot_targets, soft_cross_entropy
+from finetune.metrics import (
+    MaskedMultilabelF1,
+    absent_classes,
+    best_threshold_indices,
+    f1_at_indices,
+    per_class_recall,
+    uar,
+    war,
+)
+from finetune.mixing import draw_mix, mix_targets
+from pretrain.optim import build_adamw, build_param_groups, scaled_lr
+
+
+@dataclass
+class TaskSpec:
+    """What the manifests say about a run: modalities, tasks and label vocabularies.
+
+    ``subjects`` is the identity vocabulary of the IAT head (the union over training manifests);
+    ``subject_maps[modality]`` maps a training manifest's subject index to it.
+    """
+
+    modalities: list[str]
+    tasks: list[str]
+    au_ids: list[str] = field(default_factory=list)
+    class_names: list[str] = field(default_factory=list)
+    subjects: list[str] = field(default_factory=list)
+    subject_maps: dict[str, list[int]] = field(default_factory=dict)
+
+    def head_sizes(self) -> dict[str, int]:
+        """Output width of every head, keyed by :func:`~finetune.heads.head_name`."""
+        sizes = {"au": len(self.au_ids), "expression": len(self.class_names)}
+        return {head_name(task, modality): sizes[task] for modality in self.modalities for task in self.tasks}
+
+
+def modality_of(pixels: torch.Tensor, views: bool = False) -> str:
+    """``image`` or ``clip`` from a pixel batch's rank (one more with a views axis)."""
+    return "clip" if pixels.ndim - int(views) == 5 else "image"
+
+
+class FinetuneModule(pl.LightningModule):
+    """Fine-tuning step, optimiser, validation/test metrics and the identity-leakage probe.
+
+    ``effective_batch`` is samples per optimiser step over all ranks (for the lr scaling rule).
+    After testing, ``test_results`` holds the test metrics and the probe's result.
+    """
+
+    def __init__(self, model: FaceTaskModel, spec: TaskSpec, config: FinetuneConfig, effective_batch: int, picture_dir: str = "") -> None:
+        super().__init__()
+        self.model, self.spec, self.config = model, spec, config
+        self.effective_batch, self.picture_dir = effective_batch, picture_dir
+        self.mixtures = [m for m in model.modules() if isinstance(m, MixtureOfAdapterExperts)]
+        self.mix_generator = torch.Generator().manual_seed(config.trainer.seed)
+        weights = config.tasks.au_pos_weight
+        if weights and len(weights) != len(spec.au_ids):
+            raise ValueError(f"tasks.au_pos_weight has {len(weights)} values but the data have {len(spec.au_ids)} AUs {spec.au_ids}")
+        self.register_buffer("au_pos_weight", torch.tensor(weights) if weights else None, persistent=False)
+        for modality, mapping in spec.subject_maps.items():
+            self.register_buffer(f"subject_map_{modality}", torch.tensor(mapping, dtype=torch.long), persistent=False)
+        self.metrics = torch.nn.ModuleDict({
+            stage: torch.nn.ModuleDict({name: self._metric(name) for name in spec.head_sizes()}) for stage in ("val", "test")
+        })
+        half = MaskedMultilabelF1(1).threshold_index(0.5)
+        for name in spec.head_sizes():
+            if name.startswith("au_"):
+                self.register_buffer(f"threshold_index_{name}", torch.full((len(spec.au_ids),), half, dtype=torch.long))
+        self.probe_parts: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.test_results: dict[str, float] = {}
+
+    def _metric(self, name: str) -> torch.nn.Module:
+        if name.startswith("au_"):
+            return MaskedMultilabelF1(len(self.spec.au_ids))
+        return MulticlassConfusionMatrix(len(self.spec.class_names), ignore_index=-1)
+
+    @property
+    def learning_rate(self) -> float:
+        """Peak learning rate after the linear scaling rule."""
+        return scaled_lr(self.config.optim.base_lr, self.effective_batch)
+
+    # ----------------------------------------------------------------------------- training
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """Task losses of the batch's modality + identity loss (behind the reversal) + MoAE balance."""
+        pixels = normalize_pixels(batch["pixels"])
+        modality = modality_of(pixels)
+        data = self.config.data
+        mix = draw_mix(pixels, data.mixup_alpha, data.cutmix_alpha, data.mix_prob, data.mix_switch_prob, self.mix_generator)
+        progress = self.global_step / max(1, int(self.trainer.estimated_stepping_batches))
+        self.model.reversal.strength = reversal_strength(self.config.iat.strength, self.config.iat.schedule, progress)
+        out = self.model(pixels, list(self.model.heads))
+        batch_size = pixels.shape[0]
+        total = sum(0.0 * out[name].sum() for name in self.model.heads if not name.endswith(modality))
+        for task in self.spec.tasks:
+            loss = self._task_loss(task, out[head_name(task, modality)], batch, mix)
+            self.log(f"train/{task}_loss_{modality}", loss, batch_size=batch_size)
+            total = total + loss
+        if self.model.identity_head is not None:
+            subjects = batch["subject"].to(self.device)
+            mapping = getattr(self, f"subject_map_{modality}")
+            known = subjects >= 0
+            identity = torch.where(known, mapping[subjects.clamp(min=0)], subjects)
+            targets, present = mix_targets(*one_hot_targets(identity, len(self.spec.subjects)), mix)
+            identity_loss = soft_cross_entropy(out["identity"], targets, present)
+            total = total + self.config.iat.loss_weight * identity_loss
+            self.log("train/identity_loss", identity_loss, batch_size=batch_size)
+            self.log("train/iat_lambda", self.model.reversal.strength, batch_size=batch_size)
+        if self.mixtures:
+            balance = torch.stack([m.balance_loss for m in self.mixtures]).sum()
+            total = total + self.config.model.moae.balance_coef * balance
+            self.log("train/moae_balance_loss", balance, batch_size=batch_size)
+            for index, mixture in enumerate(self.mixtures):
+                for expert, load in enumerate(mixture.expert_load):
+                    self.log(f"moae/load_block{index}_expert{expert}", load, batch_size=batch_size)
+        self.log("train/loss", total, batch_size=batch_size)
+        return total
+
+    def _task_loss(self, task: str, logits: torch.Tensor, batch: dict[str, Any], mix: Any) -> torch.Tensor:
+        if task == "au":
+            aus = batch["aus"].to(self.device)
+            if mix is not None:  # NaN (missing) stays NaN when either mixed label is missing
+                aus = aus * mix.lam + aus[mix.perm] * (1.0 - mix.lam)
+            return masked_bce(logits, aus, self.au_pos_weight)
+        hot, present = one_hot_targets(batch["expression"].to(self.device), len(self.spec.class_names), self.config.tasks.label_smoothing)
+        targets, present = mix_targets(hot, present, mix)
+        return soft_cross_entropy(logits, targets, present)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """AdamW with pretraining's grouping and layer-wise lr decay; per-step warmup-cosine."""
+        optim = self.config.optim
+        total = int(self.trainer.estimated_stepping_batches)
+        depth = len(self.model.encoder.blocks)
+        groups = build_param_groups(self.model, optim.weight_decay, layer_decay_scale(depth, optim.layer_decay))
+        optimizer, scheduler = build_adamw(groups, self.learning_rate, optim.betas, total, int(optim.warmup_fraction * total), optim.min_lr)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # --------------------------------------------------------------------------- evaluation
+    def _evaluate(self, batch: dict[str, Any], stage: str) -> None:
+        views = int(batch.get("views", 0))  # > 0: pixels (B, views, C, ...), averaged per sample
+        raw = batch["pixels"]
+        pixels = normalize_pixels(raw.flatten(0, 1) if views else raw)
+        modality = modality_of(pixels)
+        names = [head_name(task, modality) for task in self.spec.tasks]
+        out = self.model(pixels, names)
+        count = max(1, views)
+        for task, name in zip(self.spec.tasks, names):
+            logits = out[name].float()
+            probs = logits.sigmoid() if task == "au" else logits.softmax(dim=-1)
+            probs = probs.view(-1, count, probs.shape[-1]).mean(dim=1)
+            metric = self.metrics[stage][name]
+            if task == "au":
+                metric.update(probs, batch["aus"].to(self.device))
+            else:
+                metric.update(probs.argmax(dim=-1), batch["expression"].to(self.device))
+        if stage == "test" and self.config.eval.identity_probe:
+            feature = out["feature"].float().view(-1, count, out["feature"].shape[-1]).mean(dim=1)
+            self.probe_parts.append((modality, feature.cpu(), batch["subject"].cpu(), hashes_of(batch["key"])))
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Update the validation metrics of the batch's modality heads."""
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Update the test metrics (multi-view batches averaged) and keep features for the probe."""
+        self._evaluate(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        """Log validation metrics and store the per-AU thresholds chosen on this split."""
+        for name, value in self._summarise("val").items():
+            self.log(name, value, sync_dist=False)
+
+    def on_test_epoch_start(self) -> None:
+        """Forget features of an earlier test run."""
+        self.probe_parts = []
+
+    def on_test_epoch_end(self) -> None:
+        """Log test metrics, save pictures, run the identity probe on the held-out subjects."""
+        results = self._summarise("test")
+        if self.config.eval.identity_probe:
+            results.update(self._probe())
+        for name, value in results.items():
+            self.log(name, value, sync_dist=False)
+        self.test_results = results
+
+    def _summarise(self, stage: str) -> dict[str, float]:
+        results: dict[str, float] = {}
+        for name, metric in self.metrics[stage].items():
+            if not metric.update_called:
+                continue
+            modality = name.split("_", 1)[1]
+            if name.startswith("au_"):
+                results.update(self._summarise_au(stage, name, modality, metric))
+            else:
+                results.update(self._summarise_expression(stage, name, modality, metric))
+            metric.reset()
+        return results
+
+    def _summarise_au(self, stage: str, name: str, modality: str, metric: MaskedMultilabelF1) -> dict[str, float]:
+        f1 = metric.table()
+        at_half = f1[metric.threshold_index(0.5)]
+        thresholds = getattr(self, f"threshold_index_{name}")
+        if stage == "val" and not self.trainer.sanity_checking:
+            thresholds.copy_(best_threshold_indices(f1))
+        tuned = f1_at_indices(f1, thresholds)
+        results = {f"{stage}/au_f1_{modality}": at_half.mean().item(), f"{stage}/au_f1_valthr_{modality}": tuned.mean().item()}
+        for au, value in zip(self.spec.au_ids, at_half.tolist()):
+            results[f"{stage}/au{au}_f1_{modality}"] = value
+        if stage == "test":
+            picture = au_f1_picture(
+                {"threshold 0.5": at_half.cpu().numpy(), "validation thresholds": tuned.cpu().numpy()},
+                [f"AU{au}" for au in self.spec.au_ids], f"test per-AU F1 ({modality})",
+            )
+            self._save_picture(picture, f"test_au_f1_{modality}.png")
+        return results
+
+    def _summarise_expression(self, stage: str, name: str, modality: str, metric: MulticlassConfusionMatrix) -> dict[str, float]:
+        confusion = metric.compute()
+        missing = absent_classes(confusion)
+        if missing:
+            rank_zero_info(f"{stage} {modality}: classes {[self.spec.class_names[c] for c in missing]} have no sample; "
+                           "they count as recall 0 in UAR")
+        results = {f"{stage}/war_{modality}": war(confusion).item(), f"{stage}/uar_{modality}": uar(confusion).item()}
+        for class_name, value in zip(self.spec.class_names, per_class_recall(confusion).tolist()):
+            results[f"{stage}/recall_{class_name}_{modality}"] = value
+        if stage == "test":
+            picture = confusion_picture(confusion.cpu().numpy(), self.spec.class_names, f"test confusion ({modality})")
+            self._save_picture(picture, f"test_confusion_{modality}.png")
+        return results
+
+    def _save_picture(self, picture: np.ndarray, filename: str) -> None:
+        if not self.trainer.is_global_zero:
+            return
+        if self.picture_dir:
+            from PIL import Image
+
+            Path(self.picture_dir).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(picture).save(Path(self.picture_dir) / filename)
+        log_image = getattr(getattr(self.logger, "experiment", None), "log_image", None)
+        run_id = getattr(self.logger, "run_id", None)
+        if callable(log_image) and run_id:
+            log_image(run_id, picture, artifact_file=f"pictures/{filename}")
+
+    def _probe(self) -> dict[str, float]:
+        parts = self.probe_parts
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list[Any] = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(gathered, parts)
+            parts = [part for rank_parts in gathered for part in rank_parts]
+        self.probe_parts = []
+        results: dict[str, float] = {}
+        for modality in sorted({part[0] for part in parts}):
+            features, subjects, hashes = (torch.cat(column) for column in list(zip(*[p for p in parts if p[0] == modality]))[1:])
+            try:
+                probe = identity_probe(features, subjects, hashes, steps=self.config.eval.probe_epochs)
+            except ValueError as err:
+                rank_zero_info(f"identity probe on test {modality}s skipped: {err}")
+                continue
+            results.update({f"test/identity_probe_{key}_{modality}": value for key, value in probe.as_dict().items()})
+        return results
