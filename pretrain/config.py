@@ -236,7 +236,8 @@ class TrainerConfig:
         accelerator: ``auto``, ``cpu`` or ``gpu``.
         devices: devices per node (one process each).
         num_nodes: nodes.
-        strategy: ``auto``, ``ddp``, ``deepspeed_stage_2``, ``deepspeed_stage_3`` or ``fsdp``.
+        strategy: ``auto``, ``ddp``, ``deepspeed_stage_2``, ``deepspeed_stage_3`` or ``fsdp`` (GPU only).
+        deepspeed_config: DeepSpeed JSON config (e.g. ``configs/deepspeed/zero2.json``); empty = Lightning's defaults for the stage.
         precision: ``auto`` (bf16-mixed on GPU, 32 on CPU), ``32``, ``bf16-mixed`` or ``16-mixed``.
         seed: global seed of weights, masking and data order.
         log_every_n_steps: scalar logging period.
@@ -252,6 +253,7 @@ class TrainerConfig:
     devices: int = 1
     num_nodes: int = 1
     strategy: Literal["auto", "ddp", "deepspeed_stage_2", "deepspeed_stage_3", "fsdp"] = "auto"
+    deepspeed_config: str = ""
     precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = "auto"
     seed: int = 0
     log_every_n_steps: int = 50
@@ -271,6 +273,8 @@ class TrainerConfig:
                 found.append((name, "must be >= 1"))
         if self.image_log_every_n_steps < 0:
             found.append(("image_log_every_n_steps", "must be >= 0"))
+        if self.deepspeed_config and not self.strategy.startswith("deepspeed"):
+            found.append(("deepspeed_config", f"is only used with a deepspeed strategy, not strategy={self.strategy!r}"))
         return found
 
 
