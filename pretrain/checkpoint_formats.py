@@ -32,7 +32,7 @@ import torch
 
 from pretrain.config import VIT_SIZES, MAEConfig, ViTConfig
 from pretrain.mae import MaskedAutoencoder
-from pretrain.pos_embed import add_time, resize_table, videomae_sinusoid
+from pretrain.pos_embed import resize_table, videomae_sinusoid
 from pretrain.vit import VisionTransformer
 
 StateDict = dict[str, torch.Tensor]
@@ -170,8 +170,7 @@ def _spatial_table(table: torch.Tensor, prefix: int, target: tuple[int, int, int
     """A stored 2-D table (1, prefix + g*g, D) -> our (1, t*h*w, D) table for grid ``target``."""
     spatial = table[0, prefix:]
     side = math.isqrt(spatial.shape[0])
-    spatial = resize_table(spatial, (1, side, side), (1, *target[1:]))
-    return add_time(spatial, target[0])[None]
+    return resize_table(spatial, (1, side, side), target)[None]
 
 
 def _block_state(state: StateDict, source: str, target: str, depth: int) -> StateDict:

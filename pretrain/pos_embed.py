@@ -72,7 +72,8 @@ def resize_table(table: torch.Tensor, old: Grid, new: Grid) -> torch.Tensor:
     """Interpolate a (t*h*w, D) table from grid ``old`` to grid ``new``.
 
     Spatial resizing is bicubic per temporal slice (as the public MAE fine-tuning does); the
-    temporal axis is resized linearly, and a single temporal slice is repeated over time.
+    temporal axis is resized linearly, and a single temporal slice (a 2-D table) is extended
+    over time with the temporal term of :func:`add_time`.
     """
     if math.prod(old) != table.shape[0]:
         raise ValueError(f"position table has {table.shape[0]} rows, grid {old} needs {math.prod(old)}")
@@ -83,10 +84,10 @@ def resize_table(table: torch.Tensor, old: Grid, new: Grid) -> torch.Tensor:
     if old[1:] != new[1:]:
         volume = F.interpolate(volume, size=new[1:], mode="bicubic", align_corners=False)
     if old[0] != new[0]:
-        flat = volume.reshape(dim, old[0], -1).permute(0, 2, 1)  # (D, h*w, t)
         if old[0] == 1:
-            flat = flat.expand(-1, -1, new[0])
-        else:
-            flat = F.interpolate(flat, size=new[0], mode="linear", align_corners=True)
+            spatial = volume[:, 0].reshape(dim, -1).T.to(table.dtype)
+            return add_time(spatial, new[0]).contiguous()
+        flat = volume.reshape(dim, old[0], -1).permute(0, 2, 1)  # (D, h*w, t)
+        flat = F.interpolate(flat, size=new[0], mode="linear", align_corners=True)
         volume = flat.permute(0, 2, 1).reshape(dim, new[0], *new[1:])
     return volume.permute(1, 2, 3, 0).reshape(math.prod(new), dim).to(table.dtype).contiguous()

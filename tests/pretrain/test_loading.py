@@ -1,0 +1,188 @@
+"""``pretrain.load_model``: one call for releases, Lightning checkpoints, public files and MLflow URIs."""
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from pretrain.checkpoint_formats import save_mae_checkpoint
+from pretrain.config import MAEConfig, ViTConfig
+from pretrain.mae import MaskedAutoencoder
+from pretrain.release_format import read_release, write_release
+from pretrain.vit import VisionTransformer
+
+ENCODER = ViTConfig(img_size=32, patch_size=8, num_frames=4, tubelet_size=2, embed_dim=48, depth=2, num_heads=3)
+CONFIG = MAEConfig(encoder=ENCODER, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=1)
+
+
+def trained_mae(seed: int = 0) -> MaskedAutoencoder:
+    torch.manual_seed(seed)
+    return MaskedAutoencoder(CONFIG)
+
+
+def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    left, right = a.state_dict(), b.state_dict()
+    assert left.keys() == right.keys()
+    for key in left:
+        assert torch.equal(left[key], right[key]), key
+
+
+def test_import_pretrain_stays_light() -> None:
+    code = "import sys, pretrain; assert 'torch' not in sys.modules; assert callable(pretrain.load_model)"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_release_folder_round_trip_for_mae_and_encoder(tmp_path: Path) -> None:
+    from pretrain import load_model
+
+    model = trained_mae()
+    folder = write_release(model, CONFIG, tmp_path / "mae-release")
+    meta = json.loads((folder / "config.json").read_text())
+    assert meta["kind"] == "mae" and meta["config"] == dataclasses.asdict(CONFIG)
+    assert len(meta["weights_sha256"]) == 64 and meta["package_version"]
+    loaded = load_model(folder)
+    assert isinstance(loaded, MaskedAutoencoder) and not loaded.training
+    assert_same_weights(loaded, model)
+
+    encoder_folder = write_release(model.encoder, ENCODER, tmp_path / "encoder-release")
+    encoder = load_model(encoder_folder)
+    assert isinstance(encoder, VisionTransformer)
+    assert_same_weights(encoder, model.encoder)
+    assert isinstance(load_model(folder, encoder_only=True), VisionTransformer)
+    assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]
+
+
+def test_release_refuses_damage_and_overwrites(tmp_path: Path) -> None:
+    model = trained_mae()
+    folder = write_release(model, CONFIG, tmp_path / "release")
+    with pytest.raises(FileExistsError, match="not empty"):
+        write_release(model, CONFIG, folder)
+    with pytest.raises(TypeError, match="ViTConfig"):
+        write_release(model.encoder, CONFIG, tmp_path / "mismatch")
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"model\.safetensors: SHA-256 .* does not match"):
+        read_release(folder)
+    (folder / "config.json").unlink()
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        read_release(folder)
+
+
+def test_a_failed_write_leaves_no_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import safetensors.torch
+
+    def disk_full(*args: object, **kwargs: object) -> None:  # fault injection: the disk fills up mid-write
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        write_release(trained_mae(), CONFIG, tmp_path / "release")
+    assert list(tmp_path.iterdir()) == []
+
+
+def lightning_checkpoint(tmp_path: Path, model: MaskedAutoencoder) -> Path:
+    """A real Lightning checkpoint after one step, of a module with the training module's
+    contract: the MAE at attribute ``model``, ``hyper_parameters['model_config']`` = asdict(MAEConfig)."""
+    import lightning.pytorch as pl
+
+    class Wrapper(pl.LightningModule):
+        def __init__(self, model_config: dict) -> None:
+            super().__init__()
+            self.save_hyperparameters()
+            self.model = MaskedAutoencoder(CONFIG)
+
+        def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+            return self.model(batch)[0]
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.AdamW(self.parameters(), lr=1e-3)
+
+    module = Wrapper(dataclasses.asdict(CONFIG))
+    module.model.load_state_dict(model.state_dict())
+    trainer = pl.Trainer(
+        accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    loader = torch.utils.data.DataLoader(torch.randn(2, 3, 32, 32), batch_size=2)
+    trainer.fit(module, loader)
+    path = tmp_path / "last.ckpt"
+    trainer.save_checkpoint(path)
+    model.load_state_dict(module.model.state_dict())  # the weights after the step
+    return path
+
+
+def test_lightning_checkpoint_gives_the_trained_mae(tmp_path: Path) -> None:
+    from pretrain import load_model
+
+    model = trained_mae()
+    path = lightning_checkpoint(tmp_path, model)
+    loaded = load_model(path)
+    assert isinstance(loaded, MaskedAutoencoder)
+    assert_same_weights(loaded, model)
+    bigger = load_model(path, img_size=48, num_frames=8)
+    assert bigger.encoder.grid == (4, 6, 6)
+    assert bigger(torch.randn(1, 3, 8, 48, 48))[1].shape == (1, 4 * 36, 2 * 8 * 8 * 3)
+
+
+def test_public_mae_file_and_encoder_only_choice(tmp_path: Path) -> None:
+    from pretrain import load_model
+
+    model = trained_mae().eval()
+    full = save_mae_checkpoint(model, tmp_path / "mae_full.pth")
+    loaded = load_model(full, config=CONFIG)
+    assert isinstance(loaded, MaskedAutoencoder)
+    image = torch.randn(2, 3, 32, 32)
+    noise = torch.rand(2, 16)
+    torch.testing.assert_close(loaded.encoder.forward_features(image), model.encoder.forward_features(image), atol=1e-5, rtol=1e-5)
+    (loss, pred, mask), (ref_loss, ref_pred, ref_mask) = loaded(image, noise=noise), model(image, noise=noise)
+    assert torch.equal(mask, ref_mask)
+    # the public layout predicts one frame: our two decoder_pred slots are averaged, which can
+    # only lower the loss on a repeat-padded image target
+    torch.testing.assert_close(pred, ref_pred.reshape(2, 16, 2, -1).mean(2).repeat(1, 1, 2), atol=1e-5, rtol=1e-5)
+    assert loss <= ref_loss
+    encoder = save_mae_checkpoint(model.encoder, tmp_path / "mae_encoder.pth")
+    assert isinstance(load_model(encoder, config=ENCODER), VisionTransformer)
+    assert isinstance(load_model(full, config=CONFIG, encoder_only=True), VisionTransformer)
+
+
+def test_unreadable_inputs_are_named(tmp_path: Path) -> None:
+    from pretrain import load_model
+
+    with pytest.raises(FileNotFoundError, match="nowhere.pth"):
+        load_model(tmp_path / "nowhere.pth")
+    odd = tmp_path / "odd.pth"
+    torch.save({"model": {"conv.weight": torch.zeros(2)}}, odd)
+    with pytest.raises(ValueError, match=r"odd\.pth.*Expected.*patch_embed\.proj\.weight.*found \['conv\.weight'\]"):
+        load_model(odd)
+    bare = tmp_path / "bare.pth"
+    torch.save(trained_mae().state_dict(), bare)
+    with pytest.raises(ValueError, match="carries no config"):
+        load_model(bare)
+    assert isinstance(load_model(bare, config=CONFIG), MaskedAutoencoder)
+    deepspeed = tmp_path / "epoch=0.ckpt"
+    (deepspeed / "checkpoint").mkdir(parents=True)
+    (deepspeed / "checkpoint" / "mp_rank_00_model_states.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match="convert_zero_checkpoint_to_fp32_state_dict"):
+        load_model(deepspeed)
+
+
+@pytest.mark.slow
+def test_mlflow_model_uri_loads_the_registered_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real MLflow registry (SQLite store): register a release, then load it by URI."""
+    from pretrain import load_model
+    from pretrain.mlflow_release import register_release
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    model = trained_mae()
+    folder = write_release(model.encoder, ENCODER, tmp_path / "release")
+    version = register_release(folder, "face-test", alias="champion", tracking_uri=uri)
+    for address in ("models:/face-test@champion", f"models:/face-test/{version.version}"):
+        loaded = load_model(address)
+        assert isinstance(loaded, VisionTransformer)
+        assert_same_weights(loaded, model.encoder)
