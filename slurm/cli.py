@@ -1,0 +1,176 @@
+"""Commands of ``python -m slurm``: submit a stage, and follow the jobs of a submitit folder.
+
+Flags may be written with dashes or underscores (``--gpus-per-node`` = ``--gpus_per_node``), a
+bare ``--dry-run`` means true, and ``--config`` names the recipe (``--recipe``; jsonargparse keeps
+the name ``config`` for its own config files) (see :func:`normalize_argv`). Recipe overrides in the stage's own
+syntax go after ``--``: ``python -m slurm submit pretrain --config tiny.yaml -- --trainer.max_steps 20``.
+Heavy libraries are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Literal
+
+DEFAULT_FOLDER = "runs/slurm"
+BOOLEAN_FLAGS = {"--dry_run", "--all_jobs"}
+
+
+def normalize_argv(argv: Sequence[str]) -> list[str]:
+    """Dashes to underscores in flag names, ``--config`` after the subcommand to ``--recipe``,
+    ``true`` after a bare boolean flag, and ``-- X...`` to ``--overrides``."""
+    head, tail = list(argv), []
+    if "--" in head:
+        at = head.index("--")
+        head, tail = head[:at], head[at + 1 :]
+    out: list[str] = []
+    for index, token in enumerate(head):
+        if token.startswith("--") and len(token) > 2:
+            name, sep, value = token.partition("=")
+            token = "--" + name[2:].replace("-", "_") + sep + value
+            if name == "--config" and index > 0:
+                token = "--recipe" + sep + value
+            following = head[index + 1] if index + 1 < len(head) else "--"
+            if token in BOOLEAN_FLAGS and (following.startswith("-") or following in ("pretrain", "finetune", "shards")):
+                out += [token, "true"]
+                continue
+        out.append(token)
+    if tail:
+        out += ["--overrides", json.dumps(tail)]
+    return out
+
+
+def submit(
+    stage: Literal["pretrain", "finetune", "shards"],
+    recipe: str = "",
+    nodes: int = 1,
+    gpus_per_node: int = 0,
+    tasks_per_node: int = 1,
+    partition: str = "",
+    time: str = "01:00:00",
+    account: str = "",
+    qos: str = "",
+    constraint: str = "",
+    mem: str = "",
+    cpus_per_task: int = 1,
+    max_requeues: int = 3,
+    signal_delay_s: int = 120,
+    folder: str = DEFAULT_FOLDER,
+    dry_run: bool = False,
+    overrides: list[str] | None = None,
+) -> list[str]:
+    """Submit a stage to SLURM with submitit (one job, or one job array); print the job ids.
+
+    Args:
+        stage: ``pretrain``, ``finetune`` or ``shards``.
+        recipe: the stage's YAML recipe (also ``--config``), as for ``python -m <stage> ... --config``.
+        nodes: nodes per job.
+        gpus_per_node: GPUs per node, one task each; 0 = CPU job.
+        tasks_per_node: CPU processes per node when ``gpus_per_node`` is 0.
+        partition: SLURM partition; empty = the cluster's default.
+        time: time limit per job (``HH:MM:SS`` or ``D-HH:MM:SS``); USR2 comes ``signal_delay_s`` before it.
+        account: account to charge; empty = your default.
+        qos: quality of service; empty = the default.
+        constraint: required node features, e.g. ``a100``.
+        mem: memory per node, e.g. ``64G``; empty = the partition's default.
+        cpus_per_task: CPU cores per task.
+        max_requeues: times a job may save and requeue itself (time limit, preemption) before it stops.
+        signal_delay_s: seconds before the time limit at which the job saves and requeues.
+        folder: submitit folder: scripts, logs, results and the job registry.
+        dry_run: print the sbatch script and the resolved config; submit nothing.
+        overrides: recipe overrides in the stage's syntax (write them after ``--``).
+    """
+    from data_shards.config_checks import ConfigError
+    from slurm.launcher import plan_submission, render_plan, submit_plan
+    from slurm.resources import SlurmResources
+
+    if not recipe:
+        raise ConfigError(f"--config is required: the {stage} recipe (YAML) to submit")
+
+    resources = SlurmResources(
+        nodes=nodes, gpus_per_node=gpus_per_node, tasks_per_node=tasks_per_node, partition=partition,
+        time=time, account=account, qos=qos, constraint=constraint, mem=mem, cpus_per_task=cpus_per_task,
+        signal_delay_s=signal_delay_s, max_requeues=max_requeues,
+    )
+    plan = plan_submission(stage, recipe, resources, folder, overrides or [])
+    if dry_run:
+        print(render_plan(plan), end="")
+        return []
+    records = submit_plan(plan)
+    for record in records:
+        print(f"submitted {record.stage} job {record.job_id}: {record.name} -> {record.output}")
+    print(f"follow with: python -m slurm status --folder {folder}")
+    return [record.job_id for record in records]
+
+
+def status(job_id: str = "", folder: str = DEFAULT_FOLDER) -> list[str]:
+    """Show the state of every job submitted from ``folder`` (or of one job, with its error in full).
+
+    Args:
+        job_id: one job (``<id>`` or ``<array id>_<index>``); empty = all jobs of the folder.
+        folder: submitit folder the jobs were submitted from.
+    """
+    from slurm.monitor import job_status
+    from slurm.registry import find_record, read_records
+
+    records = [find_record(folder, job_id)] if job_id else read_records(folder)
+    states = []
+    for record in records:
+        found = job_status(folder, record)
+        states.append(found.state)
+        print(f"{record.job_id:>10}  {found.state:<11} {record.stage:<13} {record.name}  -> {record.output}")
+        if found.error:
+            shown = found.error if job_id else found.error.splitlines()[-1]
+            print("    " + shown.replace("\n", "\n    "))
+    return states
+
+
+def logs(job_id: str, task: int = 0, stream: Literal["out", "err"] = "err", lines: int = 50, folder: str = DEFAULT_FOLDER) -> str:
+    """Print the end of one task's stdout or stderr.
+
+    Args:
+        job_id: the job (``<id>`` or ``<array id>_<index>``).
+        task: task (rank) of the job.
+        stream: ``out`` (stdout) or ``err`` (stderr: Lightning's and submitit's logs).
+        lines: lines from the end; 0 = all.
+        folder: submitit folder the job was submitted from.
+    """
+    from slurm.monitor import log_path, tail
+    from slurm.registry import find_record
+
+    record = find_record(folder, job_id)
+    if not 0 <= task < record.tasks:
+        raise FileNotFoundError(f"--task={task}: job {job_id} has tasks 0..{record.tasks - 1}")
+    path = log_path(folder, job_id, task, stream)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist yet (job {job_id} has not started?)")
+    text = tail(path, lines) if lines else path.read_text(errors="replace")
+    print(text)
+    return text
+
+
+def cancel(job_id: str = "", all_jobs: bool = False, folder: str = DEFAULT_FOLDER) -> list[str]:
+    """Cancel one job, or every unfinished job submitted from ``folder``.
+
+    Args:
+        job_id: the job (``<id>``, ``<array id>`` for a whole array, or ``<array id>_<index>``).
+        all_jobs: cancel every job of the folder that is still pending or running.
+        folder: submitit folder the jobs were submitted from.
+    """
+    from data_shards.config_checks import ConfigError
+    from slurm import monitor
+    from slurm.registry import find_record, read_records
+
+    if bool(job_id) == all_jobs:
+        raise ConfigError("give a job id or --all_jobs true (not both)")
+    if job_id:
+        if not any(r.job_id == job_id or r.job_id.startswith(job_id + "_") for r in read_records(folder)):
+            find_record(folder, job_id)  # raises, naming the known ids
+        targets = [job_id]
+    else:
+        targets = [r.job_id for r in read_records(folder) if monitor.slurm_state(r.job_id) in monitor.ACTIVE]
+    for target in targets:
+        monitor.cancel(target)
+        print(f"cancelled {target}")
+    return targets

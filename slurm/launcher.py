@@ -1,0 +1,175 @@
+"""Plan and submit a stage to SLURM with submitit: one job, or one job array.
+
+:func:`plan_submission` reads the stage's recipe exactly as the stage's own CLI would (plus
+overrides), fits the trainer to the allocation (one task per device: ``devices`` = tasks per
+node, ``num_nodes`` = nodes, CPU when there are no GPUs) and builds the callables of
+:mod:`slurm.jobs`. :func:`render_plan` shows the sbatch script and resolved configs
+(``--dry-run``); :func:`submit_plan` submits and records the jobs in the folder's registry.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, is_dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from data_shards.config_checks import ConfigError, validate
+from slurm.registry import JobRecord, append_records
+from slurm.resources import SlurmResources, sbatch_parameters, trainer_layout
+
+STAGES = ("pretrain", "finetune", "shards")
+
+
+class SubmissionError(ConfigError):
+    """SLURM is missing or refused the job (sbatch's own message is included)."""
+
+
+@dataclass
+class PlannedJob:
+    """One job of a plan: the callable submitit pickles, what it is, and its resolved config."""
+
+    name: str
+    output: str
+    job: Any
+    config: Any
+
+
+@dataclass
+class Plan:
+    """Everything needed to submit (or print) a stage.
+
+    ``jobs`` with more than one entry become one job array; ``after`` runs once the array has
+    succeeded (the shard merge), as a single-task job.
+    """
+
+    stage: str
+    resources: SlurmResources
+    folder: str
+    jobs: list[PlannedJob]
+    after: PlannedJob | None = None
+    tasks: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tasks = self.resources.nodes * self.resources.devices_per_node
+
+
+def _with_layout(trainer: Any, resources: SlurmResources) -> Any:
+    """The trainer config fitted to the allocation, its output folder made absolute."""
+    layout = trainer_layout(resources, trainer.strategy)
+    return replace(trainer, **layout, output_dir=str(Path(trainer.output_dir).resolve()))
+
+
+def _pretrain_jobs(config: str, overrides: Sequence[str], resources: SlurmResources) -> list[PlannedJob]:
+    from pretrain.cli import PretrainConfig, fit
+    from slurm.jobs import PretrainJob
+    from data_shards.cli_support import load_recipe
+
+    settings = PretrainConfig(**load_recipe(fit, config, overrides))
+    settings.trainer = _with_layout(settings.trainer, resources)
+    validate(settings, source=config)
+    job = PretrainJob(settings, resources.max_requeues)
+    return [PlannedJob("pretrain", settings.trainer.output_dir, job, settings)]
+
+
+def plan_submission(
+    stage: str,
+    config: str,
+    resources: SlurmResources,
+    folder: str,
+    overrides: Sequence[str] = (),
+) -> Plan:
+    """Build the jobs of ``stage`` from the recipe ``config`` (+ ``overrides``) for ``resources``.
+
+    Raises ConfigError naming the key or flag for an impossible setting, FileNotFoundError for a
+    missing recipe.
+    """
+    validate(resources)
+    if stage not in STAGES:
+        raise ConfigError(f"stage={stage!r}: expected one of {', '.join(STAGES)}")
+    if stage == "pretrain":
+        jobs = _pretrain_jobs(config, overrides, resources)
+        return Plan(stage, resources, str(Path(folder).resolve()), jobs)
+    raise ConfigError(f"stage={stage!r} is not wired yet")
+
+
+def _plain(value: Any) -> Any:
+    """A config as JSON-able plain data (tuples become lists)."""
+    return json.loads(json.dumps(asdict(value) if is_dataclass(value) else value, default=str))
+
+
+def _submitit_command(folder: str) -> str:
+    return f"{shlex.quote(sys.executable)} -u -m submitit.core._submit {shlex.quote(folder)}"
+
+
+def render_plan(plan: Plan) -> str:
+    """The sbatch script(s) submitit would submit and every resolved config, as text (``--dry-run``)."""
+    import yaml
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    params = sbatch_parameters(plan.resources, f"face-{plan.stage}")
+    if len(plan.jobs) > 1:
+        params["map_count"] = len(plan.jobs)
+    parts = [f"# sbatch script ({len(plan.jobs)} job{'s' if len(plan.jobs) > 1 else ''}, folder {plan.folder})"]
+    parts.append(_make_sbatch_string(command=_submitit_command(plan.folder), folder=plan.folder, **params))
+    if plan.after is not None:
+        after = sbatch_parameters(replace(plan.resources, nodes=1, tasks_per_node=1, gpus_per_node=0), f"face-{plan.stage}-merge")
+        after["dependency"] = "afterok:<array job id>"
+        parts.append(f"# then, once every array element succeeded: {plan.after.name}")
+        parts.append(_make_sbatch_string(command=_submitit_command(plan.folder), folder=plan.folder, **after))
+    for planned in plan.jobs + ([plan.after] if plan.after else []):
+        parts.append(f"# resolved config of {planned.name} -> {planned.output}")
+        parts.append(yaml.safe_dump(_plain(planned.config), sort_keys=False).rstrip())
+    return "\n".join(parts) + "\n"
+
+
+def _executor(folder: str, resources: SlurmResources, params: dict[str, Any]) -> Any:
+    import submitit
+
+    if shutil.which("sbatch") is None or shutil.which("srun") is None:
+        raise SubmissionError(
+            "sbatch/srun not found: run on a SLURM login node, or start the one-host cluster with "
+            "`bash slurm/local-cluster/up.sh` and `export SLURM_CONF=/tmp/face-slurm/slurm.conf` (or use --dry-run)"
+        )
+    executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=resources.max_requeues)
+    executor.update_parameters(**params)
+    return executor
+
+
+def _submit(action: Any) -> Any:
+    """Run a submitit submission, turning sbatch's refusal into a :class:`SubmissionError`."""
+    from submitit.core.utils import FailedJobError, FailedSubmissionError
+
+    try:
+        return action()
+    except (FailedJobError, FailedSubmissionError) as err:
+        raise SubmissionError(f"sbatch refused the job: {str(err).strip()}") from err
+
+
+def submit_plan(plan: Plan) -> list[JobRecord]:
+    """Submit the plan's jobs (an array if several, then the ``after`` job); record and return them."""
+    params = sbatch_parameters(plan.resources, f"face-{plan.stage}")
+    executor = _executor(plan.folder, plan.resources, params)
+    if len(plan.jobs) == 1:
+        submitted = [_submit(lambda: executor.submit(plan.jobs[0].job))]
+    else:
+        submitted = _submit(lambda: executor.submit_array([planned.job for planned in plan.jobs]))
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    records = [
+        JobRecord(job.job_id, plan.stage, planned.name, planned.output, plan.tasks, now)
+        for job, planned in zip(submitted, plan.jobs)
+    ]
+    if plan.after is not None:
+        array_id = submitted[0].job_id.split("_")[0]
+        single = replace(plan.resources, nodes=1, tasks_per_node=1, gpus_per_node=0)
+        after_params = {**sbatch_parameters(single, f"face-{plan.stage}-merge"), "dependency": f"afterok:{array_id}"}
+        after_executor = _executor(plan.folder, single, after_params)
+        job = _submit(lambda: after_executor.submit(plan.after.job))
+        records.append(JobRecord(job.job_id, f"{plan.stage}-merge", plan.after.name, plan.after.output, 1, now))
+    append_records(plan.folder, records)
+    return records
