@@ -13,7 +13,7 @@ from typing import Literal
 from data_shards.build import BuildConfig
 from data_shards.config_checks import ConfigError, validate
 
-Layout = Literal["folder"]
+Layout = Literal["folder", "bp4d", "bp4d_plus", "disfa", "rafdb", "affectnet", "dfew", "mafw", "ferv39k"]
 
 
 def synth(out: str = "runs/demo/raw", images: int = 3000, clips: int = 400, img_size: int = 64, frames: int = 8, seed: int = 0, workers: int = 1) -> None:
@@ -49,6 +49,7 @@ def build(
     vocab: str = "",
     source_name: str = "",
     subject_from_folder: bool = False,
+    split: str = "",
     shards: BuildConfig = BuildConfig(),
 ) -> None:
     """Write WebDataset shards and a manifest from a folder of face images or clips and its labels.
@@ -57,11 +58,13 @@ def build(
         media: folder of the images, or of the clips (frame folders or video files).
         out: output folder of the shard set (shards, manifest.json).
         labels: label file (generic CSV/JSONL with a ``path`` column, or the layout's own file); empty = unlabelled.
-        layout: ``folder`` (generic) or a public dataset's layout (see docs/shards.md).
+        layout: ``folder`` (generic CSV/JSONL), ``bp4d``/``bp4d_plus``/``disfa`` (FMAE-style JSONL), ``rafdb``,
+            ``affectnet``, ``dfew``/``mafw``/``ferv39k`` (clip lists); see docs/shards.md.
         modality: ``image`` or ``clip``.
         vocab: JSON file with ``au_ids`` and ``class_names`` (generic layout); empty = scanned from the labels.
-        source_name: dataset name stored in each sample's ``source``; empty = the media folder's name.
+        source_name: dataset name stored in each sample's ``source``; empty = the layout (folder: the media folder's name).
         subject_from_folder: unlabelled folders: each image's parent folder names its subject.
+        split: ``rafdb``: keep only ``train`` or ``test`` lines of the list file; empty = all.
         shards: image size, shard size, processes, job-array part.
     """
     validate({"shards": shards})
@@ -75,8 +78,8 @@ def build(
             raise FileNotFoundError(f"vocab file not found: {vocab}")
         data = json.loads(Path(vocab).read_text())
         au_ids, class_names = [str(a) for a in data.get("au_ids", [])], list(data.get("class_names", []))
-    name = source_name or Path(media.rstrip("/")).name
-    source = open_source(layout, media, labels, modality, name, au_ids, class_names, subject_from_folder)
+    name = source_name or (Path(media.rstrip("/")).name if layout == "folder" else layout)
+    source = open_source(layout, media, labels, modality, name, au_ids, class_names, subject_from_folder, split)
     report = build_shards(source, out, modality, shards)
     print(report.line())
 

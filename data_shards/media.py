@@ -22,12 +22,14 @@ class TooSmall(ValueError):
     """The input's short side is below the minimum size; the builder drops and counts it."""
 
 
-def fit_square(image: Image.Image, size: int, min_size: int) -> np.ndarray:
-    """Resize the short side to ``size`` and centre-crop to ``size x size``; RGB uint8 HWC."""
+def fit_square(image: Image.Image, size: int, min_size: int, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """Crop to the face ``box`` (if any), resize the short side to ``size``, centre-crop to a square; RGB uint8 HWC."""
+    if box is not None:
+        image = image.convert("RGB").crop(box)
     width, height = image.size
     if min(width, height) < min_size:
         raise TooSmall(f"{width}x{height} is below the minimum short side {min_size}")
-    if image.format == "JPEG":
+    if image.format == "JPEG" and box is None:
         image.draft("RGB", (size, size))  # let libjpeg downscale by 1/2, 1/4, 1/8 while decoding
         width, height = image.size
     image = image.convert("RGB")
@@ -49,10 +51,10 @@ def decode_jpeg(data: bytes) -> np.ndarray:
     return simplejpeg.decode_jpeg(data, colorspace="RGB")
 
 
-def load_image(path: str, size: int, min_size: int) -> np.ndarray:
-    """One face image from disk, fitted to ``size``."""
+def load_image(path: str, size: int, min_size: int, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """One face image from disk (cropped to ``box`` when given), fitted to ``size``."""
     with Image.open(path) as image:
-        return fit_square(image, size, min_size)
+        return fit_square(image, size, min_size, box)
 
 
 def pick_frames(count: int, keep: int) -> list[int]:

@@ -78,7 +78,7 @@ def write_shard(job: ShardJob) -> ShardSummary:
         for item in job.items:
             try:
                 if job.modality == "image":
-                    members = [("jpg", encode_jpeg(load_image(item.path, job.img_size, job.min_size), job.jpeg_quality))]
+                    members = [("jpg", encode_jpeg(load_image(item.path, job.img_size, job.min_size, item.box), job.jpeg_quality))]
                 else:
                     frames = load_clip(item.path, job.img_size, job.min_size, job.clip_frames)
                     members = [(f"f{i:04d}.jpg", encode_jpeg(frame, job.jpeg_quality)) for i, frame in enumerate(frames)]

@@ -24,11 +24,12 @@ from data_shards.schema import MISSING_AU, Labels
 
 @dataclass
 class SourceItem:
-    """One input: its sample key, the media path (image, frame folder or video) and labels."""
+    """One input: its sample key, the media path (image, frame folder or video), labels, an optional face box (l, t, r, b)."""
 
     key: str
     path: str
     labels: Labels
+    box: tuple[int, int, int, int] | None = None
 
 
 @dataclass
