@@ -1,0 +1,221 @@
+"""Release folders to the MLflow model registry, and back, with nothing executed from the artifact.
+
+A release folder (``model.safetensors`` + ``config.json``, see :mod:`pretrain.release_format`)
+is logged as an MLflow ``python_function`` model of the *loader-module* kind: the artifact holds
+only data (the folder under ``data/release``, the MLmodel file with the signature, an input
+example and pinned requirements) and names :mod:`pretrain.pyfunc_model` as its loader, which
+the *installed* package provides. No pickle, no code copied into the artifact. The MLmodel
+metadata records the package version and the SHA-256 of every released file;
+:func:`download_release` checks them before anyone reads the weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import metadata as package_metadata
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from data_shards.config_checks import ConfigError
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+
+PACKAGE = "face-foundation"
+MODEL_NAME_IN_RUN = "model"
+RELEASE_SUBDIR = "release"
+# The installed module MLflow imports to rebuild each kind of release (pretrain never imports finetune).
+LOADER_MODULES = {"encoder": "pretrain.pyfunc_model", "mae": "pretrain.pyfunc_model", "task": "finetune.pyfunc_model"}
+DEFAULT_EXPERIMENT = "face-releases"
+# What a fresh environment needs to serve the model; pinned so MLflow infers nothing (~10 s).
+RUNTIME_PACKAGES = ("torch", "safetensors", "numpy", "mlflow")
+
+
+class ReleaseChecksumError(ValueError):
+    """A downloaded release file is missing or its SHA-256 differs from the one recorded at release."""
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def folder_checksums(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``folder``, keyed by its POSIX path relative to ``folder``."""
+    return {path.relative_to(folder).as_posix(): file_sha256(path) for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def package_version() -> str:
+    """The installed version of this project (recorded with every release)."""
+    try:
+        return package_metadata.version(PACKAGE)
+    except package_metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def pip_requirements() -> list[str]:
+    """Pinned requirements of a released model: this project plus its runtime, at installed versions."""
+    pins = [f"{PACKAGE}=={package_version()}"]
+    for name in RUNTIME_PACKAGES:
+        try:
+            pins.append(f"{name}=={package_metadata.version(name)}")
+        except package_metadata.PackageNotFoundError:
+            pins.append(name)
+    return pins
+
+
+@contextmanager
+def tracking_at(tracking_uri: str | None) -> Iterator[str]:
+    """Point MLflow (tracking, and so the registry) at ``tracking_uri`` for the block; restore afterwards.
+
+    None keeps ``$MLFLOW_TRACKING_URI``; with neither, a ``ConfigError`` says what to set.
+    The server (or database) is checked before anything is uploaded.
+    """
+    import mlflow
+
+    from pretrain.tracking import check_reachable
+
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    if not uri:
+        raise ConfigError("no MLflow tracking URI: pass --tracking_uri (e.g. sqlite:///runs/mlflow.db or http://host:5000) or set MLFLOW_TRACKING_URI")
+    check_reachable(uri)
+    before = os.environ.get("MLFLOW_TRACKING_URI")  # set_tracking_uri mirrors itself there
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield uri
+    finally:
+        mlflow.set_tracking_uri(before)
+
+
+def use_experiment(name: str, uri: str) -> None:
+    """Make ``name`` the active experiment; a new one on a SQLite store keeps artifacts beside the database."""
+    import mlflow
+
+    if uri.startswith("sqlite:///") and mlflow.get_experiment_by_name(name) is None:
+        database = Path(uri.removeprefix("sqlite:///"))
+        mlflow.create_experiment(name, artifact_location=(database.parent.resolve() / "mlartifacts").as_uri())
+    mlflow.set_experiment(name)
+
+
+def loader_module_for(folder: Path) -> str:
+    """The loader module for the release kind recorded in ``folder/config.json``."""
+    from pretrain.release_format import CONFIG_FILE
+
+    config = folder / CONFIG_FILE
+    if not config.is_file():
+        raise FileNotFoundError(f"{config}: missing; release a checkpoint into a folder first (python -m pretrain release)")
+    try:
+        kind = json.loads(config.read_text()).get("kind")
+    except (json.JSONDecodeError, AttributeError) as err:
+        raise ConfigError(f"{config}: not a release config ({err})") from None
+    if kind not in LOADER_MODULES:
+        raise ConfigError(f"{config}: kind={kind!r} cannot be registered; expected one of {sorted(LOADER_MODULES)}")
+    return LOADER_MODULES[kind]
+
+
+def register_release(
+    release_folder: str | Path,
+    name: str,
+    alias: str | None = None,
+    tracking_uri: str | None = None,
+    run_id: str | None = None,
+    experiment: str = DEFAULT_EXPERIMENT,
+) -> ModelVersion:
+    """Log ``release_folder`` as a pyfunc model and register it as a new version of ``name``.
+
+    Args:
+        release_folder: a folder written by :func:`pretrain.release_format.write_release`.
+        name: registered model name (``face-mae-vit-b``).
+        alias: alias to point at the new version (``champion``); None sets none.
+        tracking_uri: MLflow tracking URI; None = ``$MLFLOW_TRACKING_URI``.
+        run_id: log the model into this existing run (e.g. the training run, so
+            ``runs:/<run_id>/model`` resolves); None = a new run in ``experiment``.
+        experiment: experiment of the new run when ``run_id`` is None.
+
+    Returns the registered ``ModelVersion`` (its ``version`` is a string over HTTP).
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    folder = Path(release_folder)
+    loader_module = loader_module_for(folder)
+    with tracking_at(tracking_uri) as uri, tempfile.TemporaryDirectory(prefix="face-release-") as staging:
+        description = importlib.import_module(loader_module).describe_release(folder)  # reads and checks it
+        checksums = folder_checksums(folder)
+        staged = Path(staging) / RELEASE_SUBDIR  # the basename MLflow keeps under data/
+        shutil.copytree(folder, staged)
+        if run_id is None:
+            use_experiment(experiment, uri)
+        with mlflow.start_run(run_id=run_id, run_name=None if run_id else f"release-{name}") as run:
+            info = mlflow.pyfunc.log_model(
+                name=MODEL_NAME_IN_RUN,
+                loader_module=loader_module,
+                data_path=str(staged),
+                pip_requirements=pip_requirements(),
+                signature=description.signature,
+                input_example=description.input_example,
+                metadata={"package_version": package_version(), "sha256": checksums, "kind": description.kind},
+                registered_model_name=name,
+            )
+        client = MlflowClient()
+        version = info.registered_model_version
+        if version is None:  # registration is synchronous on every store we support; make sure
+            raise RuntimeError(f"MLflow logged the model in run {run.info.run_id} but did not register it as {name!r}")
+        client.set_model_version_tag(name, str(version), "package_version", package_version())
+        client.set_model_version_tag(name, str(version), "run_id", run.info.run_id)
+        if alias:
+            client.set_registered_model_alias(name, alias, str(version))
+        return client.get_model_version(name, str(version))
+
+
+def download_release(uri: str, dst: str | Path | None = None, tracking_uri: str | None = None) -> Path:
+    """Download a released model (``models:/name@alias``, ``models:/name/3``, ``runs:/<id>/model``).
+
+    Only files are fetched; every released file's SHA-256 is checked against the MLmodel
+    metadata, so a truncated or altered artifact raises :class:`ReleaseChecksumError`.
+
+    Args:
+        uri: the model URI.
+        dst: folder to download into; None = a new temporary folder (kept: the caller reads it).
+        tracking_uri: MLflow tracking URI (also the registry's); None = ``$MLFLOW_TRACKING_URI``.
+
+    Returns the local release folder (``model.safetensors`` + ``config.json``).
+    """
+    from mlflow.artifacts import download_artifacts
+    from mlflow.models import Model
+
+    target = Path(dst) if dst is not None else Path(tempfile.mkdtemp(prefix="face-release-"))
+    target.mkdir(parents=True, exist_ok=True)
+    with tracking_at(tracking_uri):
+        local = Path(download_artifacts(artifact_uri=uri, dst_path=str(target)))
+    model = Model.load(str(local))
+    release = local / "data" / RELEASE_SUBDIR
+    recorded: dict[str, str] = (model.metadata or {}).get("sha256", {})
+    if not recorded or not release.is_dir():
+        raise ReleaseChecksumError(f"{uri} is not a face-foundation release (no data/{RELEASE_SUBDIR} or no recorded checksums in its MLmodel)")
+    verify_checksums(release, recorded, uri)
+    return release
+
+
+def verify_checksums(folder: Path, recorded: dict[str, str], source: str) -> None:
+    """Raise :class:`ReleaseChecksumError` unless ``folder`` holds exactly the recorded files and bytes."""
+    found = folder_checksums(folder)
+    missing = sorted(set(recorded) - set(found))
+    extra = sorted(set(found) - set(recorded))
+    changed = sorted(name for name in set(recorded) & set(found) if recorded[name] != found[name])
+    if missing or extra or changed:
+        raise ReleaseChecksumError(
+            f"release {source} downloaded to {folder} does not match its recorded checksums: "
+            f"missing {missing}, unexpected {extra}, changed {changed}"
+        )
