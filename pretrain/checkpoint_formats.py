@@ -38,7 +38,14 @@ from pretrain.vit import VisionTransformer
 StateDict = dict[str, torch.Tensor]
 MAE_REQUIRED = ("cls_token", "pos_embed", "patch_embed.proj.weight", "blocks.0.attn.qkv.weight")
 VIDEOMAE_REQUIRED = ("patch_embed.proj.weight", "blocks.0.attn.qkv.weight")
-FINETUNE_EXTRAS = ("fc_norm.", "head.")
+KNOWN_PREFIXES = {"mae": ("blocks.", "decoder_blocks."), "videomae": ("encoder.", "decoder.", "blocks.")}
+KNOWN_KEYS = {
+    "mae": {"cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias", "norm.weight", "norm.bias",
+            "mask_token", "decoder_embed.weight", "decoder_embed.bias", "decoder_pos_embed", "decoder_norm.weight",
+            "decoder_norm.bias", "decoder_pred.weight", "decoder_pred.bias"},
+    "videomae": {"patch_embed.proj.weight", "patch_embed.proj.bias", "norm.weight", "norm.bias", "pos_embed",
+                 "encoder_to_decoder.weight", "mask_token"},
+}
 BLOCK_PARTS = ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2")
 
 
@@ -49,7 +56,8 @@ class ImportedCheckpoint:
     Args:
         model: a ``MaskedAutoencoder`` when the file had a decoder, else a ``VisionTransformer``.
         layout: ``mae`` or ``videomae``.
-        extras: tensors the model does not hold (a fine-tuned ``fc_norm``/``head``).
+        extras: tensors of the file the model does not hold (a fine-tuned ``fc_norm``/``head``,
+            an identity head, ...).
         notes: what was adapted (interpolated tables, a missing final norm left at identity).
     """
 
@@ -288,7 +296,7 @@ def import_state_dict(
         raise ValueError(f"{source}: {layout} layout is missing key {missing}; found {sorted(state)[:24]}") from None
     model = mae if mae is not None else encoder
     model.load_state_dict(ours, strict=True)
-    extras = {k: v for k, v in state.items() if k.startswith(FINETUNE_EXTRAS)}
+    extras = {k: v for k, v in state.items() if k not in KNOWN_KEYS[layout] and not k.startswith(KNOWN_PREFIXES[layout])}
     return ImportedCheckpoint(model, layout, extras, notes)
 
 
