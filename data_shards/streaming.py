@@ -152,7 +152,13 @@ class ShardLoader:
         from torch.utils.data import DataLoader
 
         self._consumed = 0
-        loader = DataLoader(self.stream, batch_size=None, num_workers=self.num_workers, worker_init_fn=_set_worker_threads if self.num_workers else None)
+        import multiprocessing
+
+        # fork starts workers in milliseconds; spawned ranks (mp.spawn, ddp_spawn) would otherwise
+        # spawn workers too, each re-importing torch (seconds per worker, every epoch)
+        context = "fork" if self.num_workers and "fork" in multiprocessing.get_all_start_methods() else None
+        loader = DataLoader(self.stream, batch_size=None, num_workers=self.num_workers, multiprocessing_context=context,
+                            worker_init_fn=_set_worker_threads if self.num_workers else None)
         for batch in loader:
             self._consumed += 1
             yield batch
