@@ -11,7 +11,6 @@ metadata records the package version and the SHA-256 of every released file;
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import os
@@ -42,31 +41,19 @@ class ReleaseChecksumError(ValueError):
     """A downloaded release file is missing or its SHA-256 differs from the one recorded at release."""
 
 
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def folder_checksums(folder: Path) -> dict[str, str]:
     """SHA-256 of every file under ``folder``, keyed by its POSIX path relative to ``folder``."""
+    from pretrain.release_format import file_sha256
+
     return {path.relative_to(folder).as_posix(): file_sha256(path) for path in sorted(folder.rglob("*")) if path.is_file()}
-
-
-def package_version() -> str:
-    """The installed version of this project (recorded with every release)."""
-    try:
-        return package_metadata.version(PACKAGE)
-    except package_metadata.PackageNotFoundError:
-        return "0+unknown"
 
 
 def pip_requirements() -> list[str]:
     """Pinned requirements of a released model: this project plus its runtime, at installed versions."""
-    pins = [f"{PACKAGE}=={package_version()}"]
+    from pretrain.release_format import package_version
+
+    version = package_version()
+    pins = [f"{PACKAGE}=={version}" if version != "unknown" else PACKAGE]
     for name in RUNTIME_PACKAGES:
         try:
             pins.append(f"{name}=={package_metadata.version(name)}")
@@ -148,6 +135,8 @@ def register_release(
     import mlflow
     from mlflow import MlflowClient
 
+    from pretrain.release_format import package_version
+
     folder = Path(release_folder)
     loader_module = loader_module_for(folder)
     with tracking_at(tracking_uri) as uri, tempfile.TemporaryDirectory(prefix="face-release-") as staging:
@@ -157,6 +146,8 @@ def register_release(
         shutil.copytree(folder, staged)
         if run_id is None:
             use_experiment(experiment, uri)
+        else:  # fluent MLflow refuses a run outside the active experiment
+            mlflow.set_experiment(experiment_id=MlflowClient().get_run(run_id).info.experiment_id)
         with mlflow.start_run(run_id=run_id, run_name=None if run_id else f"release-{name}") as run:
             info = mlflow.pyfunc.log_model(
                 name=MODEL_NAME_IN_RUN,
@@ -177,6 +168,37 @@ def register_release(
         if alias:
             client.set_registered_model_alias(name, alias, str(version))
         return client.get_model_version(name, str(version))
+
+
+def training_run_record(checkpoint: str | Path) -> dict[str, str] | None:
+    """The MLflow run that trained ``checkpoint`` (``<run>/checkpoints/*.ckpt``), from ``<run>/mlflow_run.json``."""
+    from pretrain.tracking import RUN_RECORD
+
+    path = Path(checkpoint)
+    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    record = run_dir / RUN_RECORD
+    if not record.is_file():
+        return None
+    values = json.loads(record.read_text())
+    return values if {"tracking_uri", "run_id"} <= set(values) else None
+
+
+def register_trained_release(
+    release_folder: str | Path, name: str, alias: str | None = None, tracking_uri: str | None = None, checkpoint: str | Path | None = None
+) -> ModelVersion:
+    """Register a release made from ``checkpoint`` and print how to load it (the ``release --name`` flag).
+
+    The tracking URI is ``tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else the one the
+    checkpoint's training run logged to; when that is the same store, the model is logged into
+    the training run itself, so ``runs:/<training run>/model`` names it and its lineage is kept.
+    """
+    record = training_run_record(checkpoint) if checkpoint is not None else None
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "") or (record or {}).get("tracking_uri", "")
+    run_id = record["run_id"] if record and record["tracking_uri"] == uri else None
+    version = register_release(release_folder, name, alias, uri or None, run_id)
+    by_alias = f"models:/{name}@{alias}, " if alias else ""
+    print(f"registered {name} version {version.version} at {uri}; load it by {by_alias}models:/{name}/{version.version} or runs:/{version.run_id}/{MODEL_NAME_IN_RUN}")
+    return version
 
 
 def download_release(uri: str, dst: str | Path | None = None, tracking_uri: str | None = None) -> Path:

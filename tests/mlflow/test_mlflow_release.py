@@ -142,3 +142,25 @@ def test_release_errors_name_the_folder_and_what_to_do(tmp_path: Path, monkeypat
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     with pytest.raises(ConfigError, match="no MLflow tracking URI"):
         register_release(folder, "x")
+
+
+@pytest.mark.slow
+def test_release_of_a_checkpoint_lands_in_its_training_run(mlflow_server: MlflowServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow import MlflowClient
+
+    from pretrain.mlflow_release import register_trained_release
+
+    client = MlflowClient(mlflow_server.url)
+    training = client.create_run(client.create_experiment("face-test-training"), run_name="pretrain")
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    record = {"tracking_uri": mlflow_server.url, "experiment_id": training.info.experiment_id, "run_id": training.info.run_id}
+    (run_dir / "mlflow_run.json").write_text(json.dumps(record))  # as pretrain.tracking writes it
+    torch.manual_seed(4)
+    folder = write_release(VisionTransformer(ENCODER), ENCODER, tmp_path / "release")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    version = register_trained_release(folder, "face-test-lineage", alias="champion", checkpoint=run_dir / "checkpoints" / "last.ckpt")
+    assert version.run_id == training.info.run_id
+    assert client.get_model_version_by_alias("face-test-lineage", "champion").version == version.version
+    local = download_release(f"runs:/{training.info.run_id}/model", dst=tmp_path / "download", tracking_uri=mlflow_server.url)
+    assert (local / "model.safetensors").read_bytes() == (folder / "model.safetensors").read_bytes()
