@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 DEFAULT_FOLDER = "runs/slurm"
-BOOLEAN_FLAGS = {"--dry_run", "--all_jobs"}
+BOOLEAN_FLAGS = {"--dry_run"}
 
 
 def normalize_argv(argv: Sequence[str]) -> list[str]:
@@ -56,6 +56,10 @@ def submit(
     cpus_per_task: int = 1,
     max_requeues: int = 3,
     signal_delay_s: int = 120,
+    seeds: list[int] | None = None,
+    folds: int = 0,
+    val_fraction: float = 0.15,
+    num_parts: int = 1,
     folder: str = DEFAULT_FOLDER,
     dry_run: bool = False,
     overrides: list[str] | None = None,
@@ -77,6 +81,10 @@ def submit(
         cpus_per_task: CPU cores per task.
         max_requeues: times a job may save and requeue itself (time limit, preemption) before it stops.
         signal_delay_s: seconds before the time limit at which the job saves and requeues.
+        seeds: finetune: one run per seed, e.g. ``--seeds [0,1,2]`` (a job array); empty = the recipe's seed.
+        folds: finetune: subject-exclusive k-fold, one array element per fold, then ``folds.json``; 0 = no folds.
+        val_fraction: finetune folds: share of each fold's training subjects used for validation.
+        num_parts: shards: parts of the job array, one shard range each, then a manifest merge job.
         folder: submitit folder: scripts, logs, results and the job registry.
         dry_run: print the sbatch script and the resolved config; submit nothing.
         overrides: recipe overrides in the stage's syntax (write them after ``--``).
@@ -84,6 +92,7 @@ def submit(
     from data_shards.config_checks import ConfigError
     from slurm.launcher import plan_submission, render_plan, submit_plan
     from slurm.resources import SlurmResources
+    from slurm.stages import Fanout
 
     if not recipe:
         raise ConfigError(f"--config is required: the {stage} recipe (YAML) to submit")
@@ -93,7 +102,8 @@ def submit(
         time=time, account=account, qos=qos, constraint=constraint, mem=mem, cpus_per_task=cpus_per_task,
         signal_delay_s=signal_delay_s, max_requeues=max_requeues,
     )
-    plan = plan_submission(stage, recipe, resources, folder, overrides or [])
+    fanout = Fanout(seeds=seeds or [], folds=folds, val_fraction=val_fraction, num_parts=num_parts)
+    plan = plan_submission(stage, recipe, resources, folder, overrides or [], fanout)
     if dry_run:
         print(render_plan(plan), end="")
         return []
@@ -150,26 +160,23 @@ def logs(job_id: str, task: int = 0, stream: Literal["out", "err"] = "err", line
     return text
 
 
-def cancel(job_id: str = "", all_jobs: bool = False, folder: str = DEFAULT_FOLDER) -> list[str]:
-    """Cancel one job, or every unfinished job submitted from ``folder``.
+def cancel(job_id: str, folder: str = DEFAULT_FOLDER) -> list[str]:
+    """Cancel one job (or array), or every unfinished job submitted from ``folder`` with ``all``.
 
     Args:
-        job_id: the job (``<id>``, ``<array id>`` for a whole array, or ``<array id>_<index>``).
-        all_jobs: cancel every job of the folder that is still pending or running.
+        job_id: ``<id>``, ``<array id>`` for a whole array, ``<array id>_<index>``, or ``all``.
         folder: submitit folder the jobs were submitted from.
     """
-    from data_shards.config_checks import ConfigError
     from slurm import monitor
     from slurm.registry import find_record, read_records
 
-    if bool(job_id) == all_jobs:
-        raise ConfigError("give a job id or --all_jobs true (not both)")
-    if job_id:
-        if not any(r.job_id == job_id or r.job_id.startswith(job_id + "_") for r in read_records(folder)):
+    records = read_records(folder)
+    if job_id == "all":
+        targets = [r.job_id for r in records if monitor.slurm_state(r.job_id) in monitor.ACTIVE]
+    else:
+        if not any(r.job_id == job_id or r.job_id.startswith(job_id + "_") for r in records):
             find_record(folder, job_id)  # raises, naming the known ids
         targets = [job_id]
-    else:
-        targets = [r.job_id for r in read_records(folder) if monitor.slurm_state(r.job_id) in monitor.ACTIVE]
     for target in targets:
         monitor.cancel(target)
         print(f"cancelled {target}")

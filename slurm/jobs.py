@@ -11,11 +11,27 @@ callable; Lightning reads its rank from SLURM's variables.
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
 from submitit.helpers import Checkpointable, DelayedSubmission
+
+
+def announce(what: str) -> None:
+    """One stderr line saying which task of which job runs ``what`` where (and after how many requeues)."""
+    import submitit
+
+    env = submitit.JobEnvironment()
+    node = os.environ.get("SLURMD_NODENAME", env.hostname)
+    restarts = os.environ.get("SLURM_RESTART_COUNT", "0")
+    print(
+        f"slurm job {env.job_id}: task {env.global_rank}/{env.num_tasks} on node {node} "
+        f"({env.node} of {env.num_nodes}), restart {restarts}: {what}",
+        file=sys.stderr, flush=True,
+    )
 
 
 class RequeueLimitReached(RuntimeError):
@@ -52,6 +68,7 @@ class TrainingJob(StageJob):
     """Base of the Lightning stages: runs ``train(callbacks)`` with a save-and-stop-on-signal callback."""
 
     output_dir: str
+    config: Any
 
     def checkpoint_path(self) -> Path:
         """The run's ``last.ckpt``, which ``trainer.resume=auto`` reads."""
@@ -63,6 +80,26 @@ class TrainingJob(StageJob):
         """Run the stage with ``callbacks`` added to the trainer; return the run folder."""
         raise NotImplementedError
 
+    def prepare_tracking_store(self) -> None:
+        """Create a local SQLite MLflow store once, under a file lock, before the ranks open it.
+
+        Every rank opens the store when it builds its MLflow logger; ranks that start at the same
+        moment (as under srun) would otherwise race to create its tables, and one of them fails.
+        """
+        import fcntl
+
+        from mlflow.tracking import MlflowClient
+
+        from pretrain.tracking import resolve_tracking_uri
+
+        uri = resolve_tracking_uri(self.config.tracking, self.output_dir)
+        if not uri.startswith("sqlite:"):
+            return
+        Path(self.output_dir).mkdir(parents=True, exist_ok=True)
+        with open(Path(self.output_dir) / ".mlflow-store.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            MlflowClient(uri)  # creates the tables if they are missing
+
     def __call__(self) -> str:
         """Train; on a SLURM stop signal, save, then let submitit requeue (rank 0) or exit (other ranks)."""
         import submitit
@@ -70,6 +107,8 @@ class TrainingJob(StageJob):
         from slurm.requeue import StopOnSignal, StopRequested
 
         requeue = signal.getsignal(signal.SIGUSR2)  # submitit's handler: checkpoint() + scontrol requeue
+        announce(self.describe())
+        self.prepare_tracking_store()
         try:
             return self.train([StopOnSignal(self.checkpoint_path())])
         except StopRequested as stop:
@@ -112,8 +151,64 @@ class FinetuneJob(TrainingJob):
         """What the job runs and where its results go."""
         return f"fine-tuning into {self.output_dir}"
 
-    def train(self, callbacks: list[Any]) -> str:
-        """Run :func:`finetune.training.run_finetuning`."""
+    def train(self, callbacks: list[Any]) -> dict[str, Any]:
+        """Run :func:`finetune.training.run_finetuning`; return its result (run folder and metrics)."""
         from finetune.training import run_finetuning
 
-        return run_finetuning(self.config, extra_callbacks=callbacks)
+        return run_finetuning(self.config, extra_callbacks=callbacks).as_dict()
+
+
+class FoldSummaryJob:
+    """After a fold array: write ``folds.json`` (mean and spread over folds) in each k-fold output folder."""
+
+    def __init__(self, output_dirs: list[str], k: int) -> None:
+        self.output_dirs = output_dirs
+        self.k = k
+
+    def __call__(self) -> list[str]:
+        """Summarise every folder; return the summary files."""
+        from finetune.fold_runs import SUMMARY, summarise
+        from finetune.training import write_json_atomic
+
+        written = []
+        for folder in self.output_dirs:
+            write_json_atomic(Path(folder) / SUMMARY, summarise(Path(folder), self.k))
+            written.append(str(Path(folder) / SUMMARY))
+        return written
+
+
+class ShardPartJob(StageJob):
+    """One part of a job array building a shard set (``python -m data_shards build`` arguments).
+
+    Finished shards are kept on a re-run, so a requeued part continues where it stopped.
+    """
+
+    def __init__(self, build_args: dict[str, Any], max_requeues: int) -> None:
+        super().__init__(max_requeues)
+        self.build_args = build_args
+
+    def describe(self) -> str:
+        """What the job runs and where its results go."""
+        shards = self.build_args["shards"]
+        return f"shard part {shards.part} of {shards.num_parts} into {self.build_args['out']}"
+
+    def __call__(self) -> str:
+        """Build this part; return the output folder."""
+        from data_shards.cli import build
+
+        announce(self.describe())
+        build(**self.build_args)
+        return self.build_args["out"]
+
+
+class ShardMergeJob:
+    """After the part array: merge the parts' summaries into ``manifest.json``."""
+
+    def __init__(self, out: str) -> None:
+        self.out = out
+
+    def __call__(self) -> str:
+        """Merge; return the manifest path."""
+        from data_shards.build import merge_parts
+
+        return str(merge_parts(self.out).path)

@@ -3,7 +3,7 @@
 :func:`plan_submission` reads the stage's recipe exactly as the stage's own CLI would (plus
 overrides), fits the trainer to the allocation (one task per device: ``devices`` = tasks per
 node, ``num_nodes`` = nodes, CPU when there are no GPUs) and builds the callables of
-:mod:`slurm.jobs`. :func:`render_plan` shows the sbatch script and resolved configs
+:mod:`slurm.jobs` (see :mod:`slurm.stages`). :func:`render_plan` shows the sbatch script and resolved configs
 (``--dry-run``); :func:`submit_plan` submits and records the jobs in the folder's registry.
 """
 
@@ -21,23 +21,14 @@ from typing import Any
 
 from data_shards.config_checks import ConfigError, validate
 from slurm.registry import JobRecord, append_records
-from slurm.resources import SlurmResources, sbatch_parameters, trainer_layout
+from slurm.resources import SlurmResources, sbatch_parameters
+from slurm.stages import Fanout, PlannedJob, finetune_jobs, pretrain_jobs, shard_jobs
 
 STAGES = ("pretrain", "finetune", "shards")
 
 
 class SubmissionError(ConfigError):
     """SLURM is missing or refused the job (sbatch's own message is included)."""
-
-
-@dataclass
-class PlannedJob:
-    """One job of a plan: the callable submitit pickles, what it is, and its resolved config."""
-
-    name: str
-    output: str
-    job: Any
-    config: Any
 
 
 @dataclass
@@ -59,43 +50,36 @@ class Plan:
         self.tasks = self.resources.nodes * self.resources.devices_per_node
 
 
-def _with_layout(trainer: Any, resources: SlurmResources) -> Any:
-    """The trainer config fitted to the allocation, its output folder made absolute."""
-    layout = trainer_layout(resources, trainer.strategy)
-    return replace(trainer, **layout, output_dir=str(Path(trainer.output_dir).resolve()))
-
-
-def _pretrain_jobs(config: str, overrides: Sequence[str], resources: SlurmResources) -> list[PlannedJob]:
-    from pretrain.cli import PretrainConfig, fit
-    from slurm.jobs import PretrainJob
-    from data_shards.cli_support import load_recipe
-
-    settings = PretrainConfig(**load_recipe(fit, config, overrides))
-    settings.trainer = _with_layout(settings.trainer, resources)
-    validate(settings, source=config)
-    job = PretrainJob(settings, resources.max_requeues)
-    return [PlannedJob("pretrain", settings.trainer.output_dir, job, settings)]
-
-
 def plan_submission(
     stage: str,
-    config: str,
+    recipe: str,
     resources: SlurmResources,
     folder: str,
     overrides: Sequence[str] = (),
+    fanout: Fanout | None = None,
 ) -> Plan:
-    """Build the jobs of ``stage`` from the recipe ``config`` (+ ``overrides``) for ``resources``.
+    """Build the jobs of ``stage`` from ``recipe`` (+ ``overrides`` in the stage's syntax) for ``resources``.
 
     Raises ConfigError naming the key or flag for an impossible setting, FileNotFoundError for a
     missing recipe.
     """
-    validate(resources)
+    fanout = fanout or Fanout()
+    validate({"resources": resources, "fanout": fanout})
     if stage not in STAGES:
         raise ConfigError(f"stage={stage!r}: expected one of {', '.join(STAGES)}")
+    misplaced = {"seeds": bool(fanout.seeds) and stage != "finetune", "folds": bool(fanout.folds) and stage != "finetune",
+                 "num_parts": fanout.num_parts > 1 and stage != "shards"}
+    for flag, wrong in misplaced.items():
+        if wrong:
+            raise ConfigError(f"--{flag} does not apply to stage {stage}")
+    after = None
     if stage == "pretrain":
-        jobs = _pretrain_jobs(config, overrides, resources)
-        return Plan(stage, resources, str(Path(folder).resolve()), jobs)
-    raise ConfigError(f"stage={stage!r} is not wired yet")
+        jobs = pretrain_jobs(recipe, overrides, resources)
+    elif stage == "finetune":
+        jobs, after = finetune_jobs(recipe, overrides, resources, fanout)
+    else:
+        jobs, after = shard_jobs(recipe, overrides, resources, fanout)
+    return Plan(stage, resources, str(Path(folder).resolve()), jobs, after)
 
 
 def _plain(value: Any) -> Any:

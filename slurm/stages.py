@@ -1,0 +1,134 @@
+"""Each stage's recipe turned into the jobs of one submission.
+
+A recipe is read by :func:`data_shards.cli_support.load_recipe` against the stage's own command
+(``pretrain.cli.fit``, ``finetune.cli.fit``, ``data_shards.cli.build``), so a recipe that the
+stage's CLI accepts is accepted here, with the same error messages. Training configs get the
+trainer layout of the allocation (:func:`slurm.resources.trainer_layout`) and absolute output
+folders. Fine-tuning fans out over seeds and subject-exclusive folds, shard building over parts;
+both end with a single job that summarises or merges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from data_shards.cli_support import load_recipe
+from data_shards.config_checks import ConfigError, validate
+from slurm.resources import SlurmResources, trainer_layout
+
+
+@dataclass
+class PlannedJob:
+    """One job of a plan: the callable submitit pickles, what it is, and its resolved config."""
+
+    name: str
+    output: str
+    job: Any
+    config: Any
+
+
+@dataclass
+class Fanout:
+    """How one recipe fans out into a job array.
+
+    Args:
+        seeds: fine-tuning: one run per seed (``trainer.seed``) in ``<output_dir>/seed<s>``; empty = the recipe's seed.
+        folds: fine-tuning: subject-exclusive k-fold, one job per fold in ``<output_dir>/fold<i>``; 0 = no folds.
+        val_fraction: fine-tuning folds: share of each fold's training subjects used for validation.
+        num_parts: shard building: parts of the job array (one shard range each); 1 = one job.
+    """
+
+    seeds: Sequence[int] = ()
+    folds: int = 0
+    val_fraction: float = 0.15
+    num_parts: int = 1
+
+    def problems(self) -> list[tuple[str, str]]:
+        """Impossible settings as (field, reason) pairs."""
+        found = []
+        if self.folds == 1 or self.folds < 0:
+            found.append(("folds", "must be 0 (no folds) or >= 2"))
+        if self.num_parts < 1:
+            found.append(("num_parts", "must be >= 1"))
+        if len(set(self.seeds)) != len(self.seeds):
+            found.append(("seeds", "must not repeat"))
+        return found
+
+
+def _fit_trainer(trainer: Any, resources: SlurmResources) -> Any:
+    """The trainer config fitted to the allocation, its output folder made absolute."""
+    layout = trainer_layout(resources, trainer.strategy)
+    return replace(trainer, **layout, output_dir=str(Path(trainer.output_dir).resolve()))
+
+
+def pretrain_jobs(recipe: str, overrides: Sequence[str], resources: SlurmResources) -> list[PlannedJob]:
+    """One pretraining job of the whole allocation."""
+    from pretrain.cli import PretrainConfig, fit
+    from slurm.jobs import PretrainJob
+
+    config = PretrainConfig(**load_recipe(fit, recipe, overrides))
+    config.trainer = _fit_trainer(config.trainer, resources)
+    validate(config, source=recipe)
+    return [PlannedJob("pretrain", config.trainer.output_dir, PretrainJob(config, resources.max_requeues), config)]
+
+
+def finetune_jobs(
+    recipe: str, overrides: Sequence[str], resources: SlurmResources, fanout: Fanout
+) -> tuple[list[PlannedJob], PlannedJob | None]:
+    """One fine-tuning job per (seed, fold); with folds, a summary job that writes ``folds.json``."""
+    from finetune.cli import fit
+    from finetune.config import FinetuneConfig
+    from slurm.jobs import FinetuneJob, FoldSummaryJob
+
+    base = FinetuneConfig(**load_recipe(fit, recipe, overrides))
+    base.trainer = _fit_trainer(base.trainer, resources)
+    runs: list[tuple[str, FinetuneConfig]] = []
+    for seed in fanout.seeds or [None]:
+        config = base
+        if seed is not None:
+            trainer = replace(base.trainer, seed=seed, output_dir=str(Path(base.trainer.output_dir) / f"seed{seed}"))
+            config = replace(base, trainer=trainer)
+        runs.append((f"seed={seed}" if seed is not None else "finetune", config))
+    jobs: list[PlannedJob] = []
+    summary = None
+    if fanout.folds:
+        from finetune.fold_runs import fold_config, pooled_subjects
+        from finetune.splits import subject_folds
+
+        for name, config in runs:
+            splits = subject_folds(pooled_subjects(config), fanout.folds, fanout.val_fraction, seed=config.trainer.seed)
+            for split in splits:
+                folded = validate(fold_config(config, split), source=recipe)
+                jobs.append(PlannedJob(f"{name} fold={split.fold}", folded.trainer.output_dir, FinetuneJob(folded, resources.max_requeues), folded))
+        folders = [config.trainer.output_dir for _, config in runs]
+        summary = PlannedJob(f"folds.json of {fanout.folds} folds", ", ".join(folders), FoldSummaryJob(folders, fanout.folds), {"folders": folders, "k": fanout.folds})
+    else:
+        for name, config in runs:
+            validate(config, source=recipe)
+            jobs.append(PlannedJob(name, config.trainer.output_dir, FinetuneJob(config, resources.max_requeues), config))
+    return jobs, summary
+
+
+def shard_jobs(
+    recipe: str, overrides: Sequence[str], resources: SlurmResources, fanout: Fanout
+) -> tuple[list[PlannedJob], PlannedJob | None]:
+    """One single-task job per part of the shard set; with several parts, a merge job after them."""
+    from data_shards.cli import build
+    from slurm.jobs import ShardMergeJob, ShardPartJob
+
+    if resources.nodes * resources.devices_per_node != 1:
+        raise ConfigError(
+            f"--nodes={resources.nodes} --tasks_per_node={resources.devices_per_node}: shard building runs one task per "
+            "array element; use --num_parts for more machines and shards.workers for more processes per part"
+        )
+    args = load_recipe(build, recipe, overrides)
+    args["out"] = str(Path(args["out"]).resolve())
+    jobs = []
+    for part in range(fanout.num_parts):
+        part_args = {**args, "shards": replace(args["shards"], num_parts=fanout.num_parts, part=part, progress=False)}
+        jobs.append(PlannedJob(f"part {part}/{fanout.num_parts}", args["out"], ShardPartJob(part_args, resources.max_requeues), part_args))
+    merge = PlannedJob("merge manifest", args["out"], ShardMergeJob(args["out"]), {"out": args["out"]}) if fanout.num_parts > 1 else None
+    return jobs, merge
