@@ -33,13 +33,15 @@ class StreamState:
     start_batch: int = 0
 
 
-def collate(items: list[tuple[str, np.ndarray, tuple]]) -> Batch:
-    """Stack decoded samples into the batch contract (channels-first uint8 pixels, label tensors)."""
-    pixels = torch.from_numpy(np.stack([pixels for _, pixels, _ in items]))
-    pixels = pixels.permute(0, 3, 1, 2) if pixels.dim() == 4 else pixels.permute(0, 4, 1, 2, 3)
+def collate(items: list[tuple[str, torch.Tensor, tuple]]) -> Batch:
+    """Stack decoded samples into the batch contract (contiguous channels-first uint8 pixels, label tensors)."""
+    first = items[0][1]
+    pixels = torch.empty((len(items), *first.shape), dtype=torch.uint8)
+    for slot, (_, sample, _) in zip(pixels, items):
+        slot.copy_(sample)
     aus, expression, subject, valence, arousal = zip(*(labels for _, _, labels in items))
     return {
-        "pixels": pixels.contiguous(),
+        "pixels": pixels,
         "aus": torch.from_numpy(np.stack(aus)),
         "expression": torch.tensor(expression, dtype=torch.int64),
         "subject": torch.tensor(subject, dtype=torch.int64),
@@ -89,10 +91,10 @@ class _Stream(IterableDataset):
         self.counter.slot = worker
         return worker, workers
 
-    def _decode(self, sample: Sample, rng: np.random.Generator) -> tuple[str, np.ndarray, tuple] | None:
+    def _decode(self, sample: Sample, rng: np.random.Generator) -> tuple[str, torch.Tensor, tuple] | None:
         key, members = sample
         try:
-            return key, np.ascontiguousarray(sample_pixels(members, self.view, rng)), self.labels.labels(members["json"])
+            return key, sample_pixels(members, self.view, rng), self.labels.labels(members["json"])
         except Exception as err:  # any failure to decode is a corrupt sample: counted, skipped, rate-limited warning
             self.counter.add("corrupt_sample", key, err)
             return None
@@ -129,7 +131,7 @@ class TrainStream(_Stream):
         mine = remaining // workers + (worker < remaining % workers)
         rng = np.random.default_rng([self.seed, self.state.epoch, self.state.start_batch, self.rank * workers + worker])
         buffer: list[Sample] = []
-        batch: list[tuple[str, np.ndarray, tuple]] = []
+        batch: list[tuple[str, torch.Tensor, tuple]] = []
         produced = 0
         if mine <= 0:
             return
@@ -161,7 +163,7 @@ class EvalStream(_Stream):
         rng = np.random.default_rng(self.seed)
         shards = [(path, samples) for s in self.sets for path, samples in zip(s.paths, s.samples)]
         plan = owned_by([samples for _, samples in shards], total_workers)
-        batch: list[tuple[str, np.ndarray, tuple]] = []
+        batch: list[tuple[str, torch.Tensor, tuple]] = []
         for (path, _), (owner, offset) in zip(shards, plan):
             if owner >= 0 and owner != me:
                 continue
