@@ -60,7 +60,7 @@ class Identity:
             nose_len=rng.uniform(0.09, 0.13),
             mouth_y=rng.uniform(0.17, 0.21),
             mouth_w=rng.uniform(0.10, 0.14),
-            lip=tuple(int(v) for v in np.clip(np.array(skin) * rng.uniform(0.55, 0.75) + [40, 0, 0], 0, 255)),
+            lip=tuple(int(v) for v in np.clip(np.array(skin) * 0.3 + np.array([165, 45, 60]) * rng.uniform(0.5, 0.8), 0, 255)),
             hair_top=rng.uniform(0.25, 0.36),
         )
 
@@ -149,14 +149,19 @@ def render_face(identity: Identity, aus: dict[str, float], pose: Pose, size: int
     nose = _shade(identity.skin, light * 0.75)
     draw.line([pt(0.0, identity.eye_y + 0.02), pt(0.012, identity.eye_y + identity.nose_len), pt(-0.018, identity.eye_y + identity.nose_len + 0.015)], fill=nose, width=max(1, int(0.01 * s)))
     if a["9"] > 0:
-        wrinkle = _shade(identity.skin, light * (1 - 0.5 * a["9"]))
+        wrinkle = _shade(identity.skin, light * (1 - 0.6 * a["9"]))
         for k in range(3):
             y = identity.eye_y + 0.02 + 0.018 * k
             draw.line([pt(-0.03, y), pt(0.03, y - 0.004)], fill=wrinkle, width=max(1, int(0.008 * s)))
     # mouth (AU12 corners up, AU15 corners down, AU25 lips apart, AU26 jaw drop, AU17 chin raise)
     my = identity.mouth_y + jaw * 0.5 - 0.01 * a["17"]
-    half = identity.mouth_w * (1 + 0.25 * a["12"] - 0.1 * a["17"])
-    corner = -0.05 * a["12"] + 0.045 * a["15"]
+    half = identity.mouth_w * (1 + 0.35 * a["12"] - 0.1 * a["17"])
+    corner = -0.07 * a["12"] + 0.07 * a["15"]
+    if a["12"] > 0:  # smile lines from the nose wings to the raised corners
+        fold = _shade(identity.skin, light * (1 - 0.6 * a["12"]))
+        for side in (-1, 1):
+            draw.line([pt(side * 0.05, identity.eye_y + identity.nose_len), pt(side * (half + 0.02), my + corner + 0.02)],
+                      fill=fold, width=max(1, int(0.01 * s)))
     gap = 0.018 * a["25"] + 0.06 * a["26"]
     upper = [pt(-half, my + corner), pt(-half / 2, my - 0.012), pt(0, my - 0.006), pt(half / 2, my - 0.012), pt(half, my + corner)]
     lower = [pt(half, my + corner), pt(half / 2, my + 0.012 + gap), pt(0, my + 0.016 + gap), pt(-half / 2, my + 0.012 + gap), pt(-half, my + corner)]
@@ -164,7 +169,11 @@ def render_face(identity: Identity, aus: dict[str, float], pose: Pose, size: int
     if gap > 0.004:
         inner = [pt(-half * 0.8, my + corner * 0.8), pt(0, my + 0.002), pt(half * 0.8, my + corner * 0.8), pt(0, my + gap + 0.004)]
         draw.polygon(inner, fill=(60, 15, 20))
+    if a["15"] > 0:  # creases running down from the lowered corners
+        crease = _shade(identity.skin, light * (1 - 0.6 * a["15"]))
+        for side in (-1, 1):
+            draw.line([pt(side * half, my + corner), pt(side * (half + 0.01), my + corner + 0.05)], fill=crease, width=max(1, int(0.012 * s)))
     if a["17"] > 0:
-        chin = _shade(identity.skin, light * (1 - 0.35 * a["17"]))
-        draw.arc(box(0, my + 0.07, 0.045, 0.025), 200, 340, fill=chin, width=max(1, int(0.01 * s)))
+        chin = _shade(identity.skin, light * (1 - 0.6 * a["17"]))
+        draw.arc(box(0, my + 0.075, 0.05, 0.03), 200, 340, fill=chin, width=max(2, int(0.016 * s)))
     return np.asarray(canvas.resize((size, size), Image.Resampling.BOX))
