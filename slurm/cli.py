@@ -32,7 +32,7 @@ def normalize_argv(argv: Sequence[str]) -> list[str]:
             if name == "--config" and index > 0:
                 token = "--recipe" + sep + value
             following = head[index + 1] if index + 1 < len(head) else "--"
-            if token in BOOLEAN_FLAGS and (following.startswith("-") or following in ("pretrain", "finetune", "shards")):
+            if token in BOOLEAN_FLAGS and (following.startswith("-") or following in ("pretrain", "finetune", "shards", "sweep")):
                 out += [token, "true"]
                 continue
         out.append(token)
@@ -42,7 +42,7 @@ def normalize_argv(argv: Sequence[str]) -> list[str]:
 
 
 def submit(
-    stage: Literal["pretrain", "finetune", "shards"],
+    stage: Literal["pretrain", "finetune", "shards", "sweep"],
     recipe: str = "",
     nodes: int = 1,
     gpus_per_node: int = 0,
@@ -60,6 +60,9 @@ def submit(
     folds: int = 0,
     val_fraction: float = 0.15,
     num_parts: int = 1,
+    search_space: str = "",
+    num_samples: int = 4,
+    cpus_per_trial: float = 1.0,
     folder: str = DEFAULT_FOLDER,
     dry_run: bool = False,
     overrides: list[str] | None = None,
@@ -67,7 +70,7 @@ def submit(
     """Submit a stage to SLURM with submitit (one job, or one job array); print the job ids.
 
     Args:
-        stage: ``pretrain``, ``finetune`` or ``shards``.
+        stage: ``pretrain``, ``finetune``, ``shards`` (``data_shards build`` arguments) or ``sweep`` (Ray Tune over a finetune recipe).
         recipe: the stage's YAML recipe (also ``--config``), as for ``python -m <stage> ... --config``.
         nodes: nodes per job.
         gpus_per_node: GPUs per node, one task each; 0 = CPU job.
@@ -85,6 +88,9 @@ def submit(
         folds: finetune: subject-exclusive k-fold, one array element per fold, then ``folds.json``; 0 = no folds.
         val_fraction: finetune folds: share of each fold's training subjects used for validation.
         num_parts: shards: parts of the job array, one shard range each, then a manifest merge job.
+        search_space: sweep: the sweep file; the job runs a Ray cluster over its nodes (one task each) and the sweep there.
+        num_samples: sweep: trials to sample.
+        cpus_per_trial: sweep: cores reserved per trial (give each node's cores with ``--cpus_per_task``).
         folder: submitit folder: scripts, logs, results and the job registry.
         dry_run: print the sbatch script and the resolved config; submit nothing.
         overrides: recipe overrides in the stage's syntax (write them after ``--``).
@@ -102,7 +108,10 @@ def submit(
         time=time, account=account, qos=qos, constraint=constraint, mem=mem, cpus_per_task=cpus_per_task,
         signal_delay_s=signal_delay_s, max_requeues=max_requeues,
     )
-    fanout = Fanout(seeds=seeds or [], folds=folds, val_fraction=val_fraction, num_parts=num_parts)
+    fanout = Fanout(
+        seeds=seeds or [], folds=folds, val_fraction=val_fraction, num_parts=num_parts,
+        search_space=search_space, num_samples=num_samples, cpus_per_trial=cpus_per_trial,
+    )
     plan = plan_submission(stage, recipe, resources, folder, overrides or [], fanout)
     if dry_run:
         print(render_plan(plan), end="")

@@ -22,9 +22,10 @@ from typing import Any
 from data_shards.config_checks import ConfigError, validate
 from slurm.registry import JobRecord, append_records
 from slurm.resources import SlurmResources, sbatch_parameters
-from slurm.stages import Fanout, PlannedJob, finetune_jobs, pretrain_jobs, shard_jobs
+from slurm.stages import Fanout, PlannedJob, finetune_jobs, pretrain_jobs, shard_jobs, sweep_jobs
 
-STAGES = ("pretrain", "finetune", "shards")
+STAGES = ("pretrain", "finetune", "shards", "sweep")
+FINAL_STEP = {"shards": "merge", "finetune": "summary"}  # the single job after an array
 
 
 class SubmissionError(ConfigError):
@@ -36,7 +37,8 @@ class Plan:
     """Everything needed to submit (or print) a stage.
 
     ``jobs`` with more than one entry become one job array; ``after`` runs once the array has
-    succeeded (the shard merge), as a single-task job.
+    succeeded (the shard merge, the fold summary), as a single-task job. A Ray sweep runs one
+    task per node whatever the GPUs (``one_task_per_node``).
     """
 
     stage: str
@@ -44,10 +46,19 @@ class Plan:
     folder: str
     jobs: list[PlannedJob]
     after: PlannedJob | None = None
+    one_task_per_node: bool = False
     tasks: int = field(init=False)
 
     def __post_init__(self) -> None:
-        self.tasks = self.resources.nodes * self.resources.devices_per_node
+        per_node = 1 if self.one_task_per_node else self.resources.devices_per_node
+        self.tasks = self.resources.nodes * per_node
+
+    def sbatch(self) -> dict[str, Any]:
+        """submitit ``SlurmExecutor`` parameters of the main job (or array)."""
+        params = sbatch_parameters(self.resources, f"face-{self.stage}")
+        if self.one_task_per_node:
+            params["ntasks_per_node"] = 1
+        return params
 
 
 def plan_submission(
@@ -68,7 +79,7 @@ def plan_submission(
     if stage not in STAGES:
         raise ConfigError(f"stage={stage!r}: expected one of {', '.join(STAGES)}")
     misplaced = {"seeds": bool(fanout.seeds) and stage != "finetune", "folds": bool(fanout.folds) and stage != "finetune",
-                 "num_parts": fanout.num_parts > 1 and stage != "shards"}
+                 "num_parts": fanout.num_parts > 1 and stage != "shards", "search_space": bool(fanout.search_space) and stage != "sweep"}
     for flag, wrong in misplaced.items():
         if wrong:
             raise ConfigError(f"--{flag} does not apply to stage {stage}")
@@ -77,9 +88,11 @@ def plan_submission(
         jobs = pretrain_jobs(recipe, overrides, resources)
     elif stage == "finetune":
         jobs, after = finetune_jobs(recipe, overrides, resources, fanout)
-    else:
+    elif stage == "shards":
         jobs, after = shard_jobs(recipe, overrides, resources, fanout)
-    return Plan(stage, resources, str(Path(folder).resolve()), jobs, after)
+    else:
+        jobs = sweep_jobs(recipe, overrides, resources, fanout)
+    return Plan(stage, resources, str(Path(folder).resolve()), jobs, after, one_task_per_node=stage == "sweep")
 
 
 def _plain(value: Any) -> Any:
@@ -96,13 +109,13 @@ def render_plan(plan: Plan) -> str:
     import yaml
     from submitit.slurm.slurm import _make_sbatch_string
 
-    params = sbatch_parameters(plan.resources, f"face-{plan.stage}")
+    params = plan.sbatch()
     if len(plan.jobs) > 1:
         params["map_count"] = len(plan.jobs)
     parts = [f"# sbatch script ({len(plan.jobs)} job{'s' if len(plan.jobs) > 1 else ''}, folder {plan.folder})"]
     parts.append(_make_sbatch_string(command=_submitit_command(plan.folder), folder=plan.folder, **params))
     if plan.after is not None:
-        after = sbatch_parameters(replace(plan.resources, nodes=1, tasks_per_node=1, gpus_per_node=0), f"face-{plan.stage}-merge")
+        after = sbatch_parameters(replace(plan.resources, nodes=1, tasks_per_node=1, gpus_per_node=0), f"face-{plan.stage}-{FINAL_STEP[plan.stage]}")
         after["dependency"] = "afterok:<array job id>"
         parts.append(f"# then, once every array element succeeded: {plan.after.name}")
         parts.append(_make_sbatch_string(command=_submitit_command(plan.folder), folder=plan.folder, **after))
@@ -137,8 +150,7 @@ def _submit(action: Any) -> Any:
 
 def submit_plan(plan: Plan) -> list[JobRecord]:
     """Submit the plan's jobs (an array if several, then the ``after`` job); record and return them."""
-    params = sbatch_parameters(plan.resources, f"face-{plan.stage}")
-    executor = _executor(plan.folder, plan.resources, params)
+    executor = _executor(plan.folder, plan.resources, plan.sbatch())
     if len(plan.jobs) == 1:
         submitted = [_submit(lambda: executor.submit(plan.jobs[0].job))]
     else:
@@ -151,9 +163,10 @@ def submit_plan(plan: Plan) -> list[JobRecord]:
     if plan.after is not None:
         array_id = submitted[0].job_id.split("_")[0]
         single = replace(plan.resources, nodes=1, tasks_per_node=1, gpus_per_node=0)
-        after_params = {**sbatch_parameters(single, f"face-{plan.stage}-merge"), "dependency": f"afterok:{array_id}"}
+        final = f"{plan.stage}-{FINAL_STEP[plan.stage]}"
+        after_params = {**sbatch_parameters(single, f"face-{final}"), "dependency": f"afterok:{array_id}"}
         after_executor = _executor(plan.folder, single, after_params)
         job = _submit(lambda: after_executor.submit(plan.after.job))
-        records.append(JobRecord(job.job_id, f"{plan.stage}-merge", plan.after.name, plan.after.output, 1, now))
+        records.append(JobRecord(job.job_id, final, plan.after.name, plan.after.output, 1, now))
     append_records(plan.folder, records)
     return records

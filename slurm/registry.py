@@ -20,7 +20,7 @@ class JobRecord:
 
     Args:
         job_id: SLURM job id, ``<array id>_<index>`` for an array element.
-        stage: ``pretrain``, ``finetune``, ``shards`` or ``shards-merge``.
+        stage: ``pretrain``, ``finetune``, ``shards``, ``sweep``, or the job after an array (``shards-merge``, ``finetune-summary``).
         name: what this job does (e.g. ``fold=1 seed=0``).
         output: the run folder or shard folder it writes.
         tasks: processes of the job (nodes x tasks per node).

@@ -39,12 +39,18 @@ class Fanout:
         folds: fine-tuning: subject-exclusive k-fold, one job per fold in ``<output_dir>/fold<i>``; 0 = no folds.
         val_fraction: fine-tuning folds: share of each fold's training subjects used for validation.
         num_parts: shard building: parts of the job array (one shard range each); 1 = one job.
+        search_space: sweep: the sweep file (``configs/sweeps/*.yaml``).
+        num_samples: sweep: trials to sample.
+        cpus_per_trial: sweep: cores reserved per trial.
     """
 
     seeds: Sequence[int] = ()
     folds: int = 0
     val_fraction: float = 0.15
     num_parts: int = 1
+    search_space: str = ""
+    num_samples: int = 4
+    cpus_per_trial: float = 1.0
 
     def problems(self) -> list[tuple[str, str]]:
         """Impossible settings as (field, reason) pairs."""
@@ -55,6 +61,8 @@ class Fanout:
             found.append(("num_parts", "must be >= 1"))
         if len(set(self.seeds)) != len(self.seeds):
             found.append(("seeds", "must not repeat"))
+        if self.num_samples < 1 or self.cpus_per_trial <= 0:
+            found.append(("num_samples", "num_samples must be >= 1 and cpus_per_trial > 0"))
         return found
 
 
@@ -132,3 +140,24 @@ def shard_jobs(
         jobs.append(PlannedJob(f"part {part}/{fanout.num_parts}", args["out"], ShardPartJob(part_args, resources.max_requeues), part_args))
     merge = PlannedJob("merge manifest", args["out"], ShardMergeJob(args["out"]), {"out": args["out"]}) if fanout.num_parts > 1 else None
     return jobs, merge
+
+
+def sweep_jobs(recipe: str, overrides: Sequence[str], resources: SlurmResources, fanout: Fanout) -> list[PlannedJob]:
+    """One job of one task per node: a Ray cluster over the allocation running a Ray Tune sweep of ``recipe``."""
+    from finetune.cli import fit
+    from finetune.config import FinetuneConfig
+    from slurm.ray_cluster import RaySweepJob
+
+    if not fanout.search_space:
+        raise ConfigError("--search_space is required for a sweep: the sweep file (configs/sweeps/*.yaml)")
+    if not Path(fanout.search_space).is_file():
+        raise FileNotFoundError(f"--search_space: sweep file not found: {fanout.search_space}")
+    config = validate(FinetuneConfig(**load_recipe(fit, recipe, overrides)), source=recipe)  # fail here, not on the nodes
+    folder = str(Path(f"{config.trainer.output_dir}-sweep").resolve())
+    sweep_args = {
+        "config_path": str(Path(recipe).resolve()), "search_space_path": str(Path(fanout.search_space).resolve()),
+        "num_samples": fanout.num_samples, "cpus_per_trial": fanout.cpus_per_trial,
+        "gpus_per_trial": 1.0 if resources.gpus_per_node else 0.0, "output_dir": folder, "overrides": list(overrides),
+    }
+    job = RaySweepJob(sweep_args, resources.gpus_per_node)
+    return [PlannedJob(f"Ray Tune sweep, {fanout.num_samples} samples", folder, job, sweep_args)]

@@ -55,12 +55,18 @@ def slurm_cluster() -> str:
 
 
 @pytest.fixture(scope="session")
-def demo_images(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Manifest of a tiny synthetic image shard set (64 px), built once for the session."""
+def demo_shards(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Manifests of tiny synthetic image shard sets (64 px; ``images-train``, ``-val``, ``-test``), built once."""
     from data_shards.synth import make_demo_shards
 
     out = tmp_path_factory.mktemp("slurm-demo")
-    return make_demo_shards(str(out), images=120, clips=0, img_size=64, frames=8, seed=0)["images-train"]
+    return make_demo_shards(str(out), images=160, clips=0, img_size=64, frames=8, seed=0)
+
+
+@pytest.fixture(scope="session")
+def demo_images(demo_shards: dict[str, str]) -> str:
+    """Manifest of the tiny synthetic training images."""
+    return demo_shards["images-train"]
 
 
 def tiny_pretrain_recipe(path: Path, manifest: str, output_dir: Path, max_steps: int, checkpoint_every: int) -> Path:

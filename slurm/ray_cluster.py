@@ -1,0 +1,134 @@
+"""A Ray cluster inside a SLURM allocation, one task per node, and a Ray Tune sweep run on it.
+
+Task 0 starts the Ray head on the first node of the allocation, the other tasks start Ray
+workers that join it, each with the node's CPUs (``--cpus-per-task``) and GPUs. Once every node
+has joined, task 0 runs :func:`finetune.sweep.run_sweep` against the cluster's address; trials
+spread over the nodes. Each Ray node runs as ``ray start --block``, a child of its task, and is
+stopped by SIGTERM (never ``ray stop``, which would stop every Ray on the machine). Task 0
+writes a marker in the submitit folder when the sweep ends; the workers then stop too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+GCS_BASE_PORT = 6400  # head port = base + job id % 1000, so two sweeps on one node do not collide
+
+
+def ray_executable() -> str:
+    """The ``ray`` script of this Python environment (the nodes run the same environment)."""
+    return str(Path(sys.executable).with_name("ray"))
+
+
+def node_command(node_ip: str, num_cpus: int, num_gpus: int, head: str = "", port: int = 0) -> list[str]:
+    """``ray start --block`` for a head (``head`` empty, listening on ``port``) or a worker joining ``head``."""
+    command = [ray_executable(), "start", "--block", f"--node-ip-address={node_ip}", f"--num-cpus={num_cpus}", f"--num-gpus={num_gpus}"]
+    if head:
+        return [*command, f"--address={head}"]
+    return [*command, "--head", f"--port={port}", "--include-dashboard=false", "--dashboard-agent-listen-port=0", "--disable-usage-stats"]
+
+
+def wait_for_port(host: str, port: int, timeout_s: float) -> None:
+    """Block until ``host:port`` accepts TCP connections; TimeoutError after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"the Ray head {host}:{port} did not start within {timeout_s:.0f} s")
+
+
+def wait_for_nodes(address: str, count: int, timeout_s: float) -> int:
+    """Block until ``count`` Ray nodes are alive in the cluster at ``address``; return that count."""
+    import ray
+
+    ray.init(address=address, log_to_driver=False)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            alive = sum(1 for node in ray.nodes() if node["Alive"])
+            if alive >= count:
+                return alive
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {alive} of {count} Ray nodes joined {address} within {timeout_s:.0f} s")
+            time.sleep(0.5)
+    finally:
+        ray.shutdown()
+
+
+def stop_node(process: subprocess.Popen) -> None:
+    """SIGTERM a ``ray start --block`` process (it stops the Ray processes it started); SIGKILL after 60 s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class RaySweepJob:
+    """The submitit callable of ``python -m slurm submit sweep``: a Ray cluster on the allocation, then a sweep.
+
+    Args:
+        sweep_args: keyword arguments of :func:`finetune.sweep.run_sweep` except ``address``.
+        gpus_per_node: GPUs each Ray node offers.
+        join_timeout_s: how long the head waits for every node to join.
+    """
+
+    def __init__(self, sweep_args: dict[str, Any], gpus_per_node: int, join_timeout_s: float = 180.0) -> None:
+        self.sweep_args = sweep_args
+        self.gpus_per_node = gpus_per_node
+        self.join_timeout_s = join_timeout_s
+
+    def __call__(self) -> dict[str, Any] | str:
+        """Head (task 0): start Ray, wait for the workers, sweep, stop. Workers: join, wait for the end marker."""
+        import submitit
+
+        from slurm.jobs import announce
+
+        env = submitit.JobEnvironment()
+        head_ip = socket.gethostbyname(env.hostnames[0])
+        node_ip = socket.gethostbyname(os.environ.get("SLURMD_NODENAME", env.hostname))
+        port = GCS_BASE_PORT + int(env.raw_job_id) % 1000
+        cpus = int(os.environ.get("SLURM_CPUS_PER_TASK", "1"))
+        done = Path(os.environ["SUBMITIT_FOLDER"]) / f"{env.job_id}_ray_done"
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        if env.global_rank == 0:
+            announce(f"Ray head {head_ip}:{port} for {env.num_nodes} nodes")
+            return self._head(node_ip, port, cpus, env.num_nodes, done)
+        announce(f"Ray worker joining {head_ip}:{port}")
+        wait_for_port(head_ip, port, self.join_timeout_s)
+        node = subprocess.Popen(node_command(node_ip, cpus, self.gpus_per_node, head=f"{head_ip}:{port}"))
+        try:
+            while not done.exists() and node.poll() is None:
+                time.sleep(1.0)
+        finally:
+            stop_node(node)
+        if not done.exists():
+            raise RuntimeError(f"the Ray worker on {node_ip} stopped (exit {node.returncode}) before the sweep ended")
+        return f"Ray worker on {node_ip} done"
+
+    def _head(self, node_ip: str, port: int, cpus: int, num_nodes: int, done: Path) -> dict[str, Any]:
+        from finetune.sweep import run_sweep
+
+        address = f"{node_ip}:{port}"
+        head = subprocess.Popen(node_command(node_ip, cpus, self.gpus_per_node, port=port))
+        try:
+            wait_for_port(node_ip, port, self.join_timeout_s)
+            alive = wait_for_nodes(address, num_nodes, self.join_timeout_s)
+            print(f"Ray cluster {address}: {alive} nodes; sweeping", file=sys.stderr, flush=True)
+            outcome = run_sweep(address=address, **self.sweep_args)
+        finally:
+            done.touch()
+            stop_node(head)
+        return {key: str(value) if isinstance(value, Path) else value for key, value in dataclasses.asdict(outcome).items()}
