@@ -116,7 +116,7 @@ def render_plan(plan: Plan) -> str:
     parts.append(_make_sbatch_string(command=_submitit_command(plan.folder), folder=plan.folder, **params))
     if plan.after is not None:
         after = sbatch_parameters(replace(plan.resources, nodes=1, tasks_per_node=1, gpus_per_node=0), f"face-{plan.stage}-{FINAL_STEP[plan.stage]}")
-        after["dependency"] = "afterok:<array job id>"
+        after["dependency"] = "afterok:ARRAY_JOB_ID"
         parts.append(f"# then, once every array element succeeded: {plan.after.name}")
         parts.append(_make_sbatch_string(command=_submitit_command(plan.folder), folder=plan.folder, **after))
     for planned in plan.jobs + ([plan.after] if plan.after else []):

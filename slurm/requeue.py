@@ -51,9 +51,12 @@ class StopOnSignal(pl.Callback):
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         """Turn off Lightning's SLURM auto-requeue before the trainer registers its signal handlers."""
-        environment = getattr(trainer.strategy, "cluster_environment", None)
-        if isinstance(environment, SLURMEnvironment):
-            environment.auto_requeue = False
+        # The trainer's signal connector reads the accelerator connector's environment (a
+        # single-device strategy holds none of its own); Lightning offers no public switch later.
+        connector = getattr(trainer, "_accelerator_connector", None)
+        for environment in (getattr(connector, "cluster_environment", None), getattr(trainer.strategy, "cluster_environment", None)):
+            if isinstance(environment, SLURMEnvironment):
+                environment.auto_requeue = False
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Take over USR2 and SIGTERM for the duration of training (Lightning's SIGTERM exit included)."""

@@ -84,7 +84,7 @@ CONF
 AccountingStorageHost=localhost
 AccountingStoragePort=6819"
 fi
-# Traps this avoids (docs/slurm.md): cgroup plugins fail in containers (linuxproc + task/none);
+# Traps avoided: cgroup plugins fail in containers (hence proctrack/linuxproc and task/none);
 # cred_expire=5 (the lowest accepted) lets a requeued job start again after ~5 s, not 120 s.
 cat > "$conf" <<CONF
 ClusterName=face

@@ -1,0 +1,167 @@
+"""The launcher without a cluster: flags, --dry-run, resource mapping, the requeue bound and the stop-on-signal callback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_slurm_cli
+from data_shards.config_checks import ConfigError
+from slurm.cli import normalize_argv
+from slurm.resources import SlurmResources, time_to_minutes, trainer_layout
+
+TINY = str(ROOT / "configs" / "pretrain" / "tiny.yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "minutes"),
+    [("30", 30), ("90:30", 91), ("02:00:00", 120), ("1:30:00", 90), ("1-00", 1440), ("2-01:30", 2970), ("1-00:00:01", 1441)],
+)
+def test_slurm_time_formats(text: str, minutes: int) -> None:
+    assert time_to_minutes(text) == minutes
+
+
+def test_impossible_resources_name_the_flag() -> None:
+    from data_shards.config_checks import validate
+
+    with pytest.raises(ConfigError) as caught:
+        validate({"resources": SlurmResources(nodes=0, time="soon", mem="lots")})
+    message = str(caught.value)
+    assert "resources.nodes=0" in message and "resources.time='soon'" in message and "resources.mem='lots'" in message
+
+
+def test_one_task_per_device() -> None:
+    gpus = trainer_layout(SlurmResources(nodes=2, gpus_per_node=4, tasks_per_node=7), "auto")
+    assert gpus == {"accelerator": "gpu", "devices": 4, "num_nodes": 2, "strategy": "ddp"}
+    cpu = trainer_layout(SlurmResources(nodes=1, tasks_per_node=1), "auto")
+    assert cpu == {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto"}
+    assert trainer_layout(SlurmResources(nodes=2), "deepspeed_stage_2")["strategy"] == "deepspeed_stage_2"
+
+
+def test_argv_accepts_dashes_bare_booleans_and_trailing_overrides() -> None:
+    argv = ["submit", "pretrain", "--config", "r.yaml", "--gpus-per-node=2", "--dry-run", "--", "--trainer.max_steps", "5"]
+    assert normalize_argv(argv) == [
+        "submit", "pretrain", "--recipe", "r.yaml", "--gpus_per_node=2", "--dry_run", "true",
+        "--overrides", '["--trainer.max_steps", "5"]',
+    ]  # fmt: skip
+    assert normalize_argv(["--help"]) == ["--help"]
+
+
+def test_dry_run_prints_the_sbatch_script_and_resolved_config(tmp_path: Path) -> None:
+    folder = tmp_path / "submitit"
+    done = run_slurm_cli(
+        "submit", "pretrain", "--config", TINY, "--nodes", "2", "--gpus-per-node", "4", "--partition", "gpu",
+        "--time", "1-02:00:00", "--account", "proj", "--qos", "high", "--constraint", "a100", "--mem", "64G",
+        "--cpus-per-task", "8", "--folder", str(folder), "--dry-run", "--", "--trainer.max_steps", "7",
+    )  # fmt: skip
+    out = done.stdout
+    for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=4", "#SBATCH --gpus-per-node=4", "#SBATCH --partition=gpu",
+                 "#SBATCH --time=1560", "#SBATCH --account=proj", "#SBATCH --qos=high", "#SBATCH --constraint=a100",
+                 "#SBATCH --mem=64G", "#SBATCH --cpus-per-task=8", "#SBATCH --signal=USR2@120", "srun --unbuffered"):
+        assert line in out, line
+    config = out.split("# resolved config of pretrain")[1]
+    for line in ("accelerator: gpu", "devices: 4", "num_nodes: 2", "strategy: ddp", "max_steps: 7", "embed_dim: 128"):
+        assert line in config, line
+    assert not folder.exists(), "a dry run submits nothing"
+
+
+def test_dry_run_of_finetune_folds_plans_one_element_per_fold_and_a_summary(demo_shards: dict[str, str], tmp_path: Path) -> None:
+    recipe = ROOT / "configs" / "finetune" / "tiny.yaml"
+    out = run_slurm_cli(
+        "submit", "finetune", "--config", str(recipe), "--folds", "2", "--seeds", "[0,1]", "--folder", str(tmp_path), "--dry-run",
+        "--", "--data.image_train", f"[{demo_shards['images-train']}]", "--data.clip_train", "[]",
+        "--trainer.output_dir", str(tmp_path / "ft"),
+    ).stdout  # fmt: skip
+    assert "#SBATCH --array=0-3%4" in out
+    for seed in (0, 1):
+        for fold in (0, 1):
+            assert f"# resolved config of seed={seed} fold={fold} -> {tmp_path / 'ft'}/seed{seed}/fold{fold}" in out
+    assert "#SBATCH --dependency=afterok:ARRAY_JOB_ID" in out
+    assert f"# resolved config of folds.json of 2 folds -> {tmp_path / 'ft'}/seed0, {tmp_path / 'ft'}/seed1" in out
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--time", "soon"], "resources.time='soon'"),
+        (["--num-parts", "2"], "--num_parts does not apply to stage pretrain"),
+        (["--", "--trainer.max_stepz", "3"], "max_stepz"),
+    ],
+)
+def test_bad_flags_end_with_one_clear_error(flags: list[str], message: str) -> None:
+    done = run_slurm_cli("submit", "pretrain", "--config", TINY, "--dry-run", *flags, check=False)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_missing_recipe_and_unknown_folder_are_named(tmp_path: Path) -> None:
+    done = run_slurm_cli("submit", "pretrain", "--config", str(tmp_path / "nope.yaml"), "--dry-run", check=False)
+    assert done.returncode == 2 and "nope.yaml" in done.stderr
+    done = run_slurm_cli("status", "--folder", str(tmp_path / "never"), check=False)
+    assert done.returncode == 2 and "no jobs submitted from" in done.stderr
+
+
+def test_requeues_are_bounded() -> None:
+    from data_shards.cli_support import load_recipe
+    from pretrain.cli import PretrainConfig, fit
+    from slurm.jobs import PretrainJob, RequeueLimitReached
+
+    job = PretrainJob(PretrainConfig(**load_recipe(fit, TINY)), max_requeues=2)
+    for _ in range(2):
+        assert job.checkpoint().function is job
+    with pytest.raises(RequeueLimitReached, match="stopped by SLURM 3 times, more than max_requeues=2"):
+        job.checkpoint()
+
+
+def test_stop_on_signal_saves_at_a_step_boundary_and_gives_the_signals_back(tmp_path: Path) -> None:
+    import lightning.pytorch as pl
+    import torch
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    from slurm.requeue import StopOnSignal, StopRequested
+
+    class SignalledAtStep3(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(4, 1)
+
+        def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+            if batch_idx == 2:
+                os.kill(os.getpid(), signal.SIGUSR2)  # arrives mid-step, as from SLURM
+            return self.layer(batch).pow(2).mean()
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def untouched(signum: int, frame: object) -> None:
+        raise AssertionError("the previous USR2 handler must not run during training")
+
+    previous = signal.signal(signal.SIGUSR2, untouched)
+    try:
+        environment = SLURMEnvironment()
+        callback = StopOnSignal(tmp_path / "last.ckpt")
+        trainer = pl.Trainer(
+            accelerator="cpu", max_steps=50, callbacks=[callback], plugins=[environment], logger=False,
+            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        )  # fmt: skip
+        data = torch.utils.data.DataLoader(torch.randn(64, 4), batch_size=4)
+        with pytest.raises(StopRequested) as stopped:
+            trainer.fit(SignalledAtStep3(), data)
+        assert stopped.value.step == 3 and stopped.value.signals == frozenset({"USR2"})
+        assert torch.load(tmp_path / "last.ckpt", weights_only=True)["global_step"] == 3
+        assert environment.auto_requeue is False, "Lightning's own SLURM requeue must be off"
+        assert signal.getsignal(signal.SIGUSR2) is untouched
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+
+
+def test_help_lists_the_commands_without_heavy_imports() -> None:
+    probe = "import sys, runpy; sys.argv=['slurm','submit','--help']\ntry:\n runpy.run_module('slurm', run_name='__main__')\nexcept SystemExit: pass\n"
+    probe += "print('HEAVY', [m for m in ('torch','lightning','mlflow','ray','submitit') if m in sys.modules])"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert "--gpus_per_node" in done.stdout and "--dry_run" in done.stdout and "--num_parts" in done.stdout
+    assert done.stdout.strip().endswith("HEAVY []")
