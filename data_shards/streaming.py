@@ -47,6 +47,7 @@ class LoaderConfig:
         shuffle_buffer: samples in the shuffle buffer (training); ``FACE_SHUFFLE_BUFFER`` overrides.
         samples_per_epoch: training samples per epoch over all ranks; 0 = the sets' manifest counts.
         seed: seed of shard draws, shuffling and augmentation (combined with the epoch).
+        pin_memory: pin batches in page-locked memory when CUDA is available (faster, asynchronous copies to the GPU).
         rank: this process's rank; -1 = torch.distributed when initialised, else ``$RANK`` (0).
         world_size: number of ranks; -1 = torch.distributed when initialised, else ``$WORLD_SIZE`` (1).
     """
@@ -65,6 +66,7 @@ class LoaderConfig:
     shuffle_buffer: int = 2000
     samples_per_epoch: int = 0
     seed: int = 0
+    pin_memory: bool = True
     rank: int = -1
     world_size: int = -1
 
@@ -108,8 +110,8 @@ def _set_worker_threads(_: int) -> None:
 class ShardLoader:
     """Batches of one epoch per iteration; resumable mid-epoch; counts skipped samples across workers."""
 
-    def __init__(self, stream: TrainStream | EvalStream, num_workers: int, length: int) -> None:
-        self.stream, self.num_workers, self.length = stream, num_workers, length
+    def __init__(self, stream: TrainStream | EvalStream, num_workers: int, length: int, pin_memory: bool = False) -> None:
+        self.stream, self.num_workers, self.length, self.pin_memory = stream, num_workers, length, pin_memory
         self._consumed = 0
 
     @property
@@ -158,7 +160,8 @@ class ShardLoader:
         # spawn workers too, each re-importing torch (seconds per worker, every epoch)
         context = "fork" if self.num_workers and "fork" in multiprocessing.get_all_start_methods() else None
         loader = DataLoader(self.stream, batch_size=None, num_workers=self.num_workers, multiprocessing_context=context,
-                            worker_init_fn=_set_worker_threads if self.num_workers else None)
+                            worker_init_fn=_set_worker_threads if self.num_workers else None,
+                            pin_memory=self.pin_memory and torch.cuda.is_available())
         for batch in loader:
             self._consumed += 1
             yield batch
@@ -189,7 +192,7 @@ def train_loader(config: LoaderConfig, **overrides: Any) -> ShardLoader:
     buffer = int(os.environ.get("FACE_SHUFFLE_BUFFER", config.shuffle_buffer))
     counter = SkipCounter(max(1, config.num_workers))
     stream = TrainStream(sets, labels, view, config.batch_size, counter, rank, world, config.seed, batches_per_epoch=batches, shuffle_buffer=buffer)
-    return ShardLoader(stream, config.num_workers, batches)
+    return ShardLoader(stream, config.num_workers, batches, config.pin_memory)
 
 
 def eval_loader(config: LoaderConfig, **overrides: Any) -> ShardLoader:
@@ -201,7 +204,7 @@ def eval_loader(config: LoaderConfig, **overrides: Any) -> ShardLoader:
     per_worker = eval_counts(shard_samples, world * workers)[rank * workers : (rank + 1) * workers]
     length = sum(math.ceil(n / config.batch_size) for n in per_worker)
     stream = EvalStream(sets, labels, view, config.batch_size, SkipCounter(workers), rank, world, config.seed)
-    return ShardLoader(stream, config.num_workers, length)
+    return ShardLoader(stream, config.num_workers, length, config.pin_memory)
 
 
 def normalize_pixels(pixels: torch.Tensor) -> torch.Tensor:

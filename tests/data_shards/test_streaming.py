@@ -91,3 +91,14 @@ def test_bad_inputs_are_clear_errors(demo_shards: dict[str, str], tmp_path) -> N
         train_loader(LoaderConfig(shards=[demo_shards["clips-train"]], modality="image"))
     with pytest.raises(ConfigError, match="batch_size=100000"):
         train_loader(LoaderConfig(shards=[demo_shards["images-val"]], batch_size=100000))
+
+
+def test_brace_patterns_select_shards_of_a_set(demo_shards: dict[str, str]) -> None:
+    manifest = read_manifest(demo_shards["images-train"])
+    folder = manifest.path.rsplit("/", 1)[0]
+    pattern = f"{folder}/shard-{{000000..000001}}.tar"
+    loader = eval_loader(LoaderConfig(shards=[pattern], batch_size=32, num_workers=0))
+    keys = [key for batch in loader for key in batch["key"]]
+    assert len(keys) == manifest.shards[0].samples + manifest.shards[1].samples
+    with pytest.raises(ConfigError, match="not listed in"):
+        eval_loader(LoaderConfig(shards=[f"{folder}/shard-{{000000..000099}}.tar"]))
