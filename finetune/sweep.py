@@ -209,7 +209,8 @@ def tune_trials(
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+            # "local": a new Ray of our own, even when a `ray start` cluster runs on this machine
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
     try:
         trainable = tune.with_resources(
             tune.with_parameters(
