@@ -66,12 +66,17 @@ class TruncatedTar(EOFError):
 
 
 def _members(handle: BinaryIO, path: str) -> Iterator[tuple[str, bytes]]:
-    """(name, data) of each regular file in a tar stream; pax/GNU long names handled, checksums checked."""
+    """(name, data) of each regular file in a tar stream; pax/GNU long names handled, checksums checked.
+
+    A tar that stops without its end-of-archive block was cut short: :class:`TruncatedTar`.
+    """
     long_name = None
     while True:
         header = handle.read(512)
-        if not header or header == _ZERO_BLOCK:
+        if header == _ZERO_BLOCK:
             return
+        if not header:
+            raise TruncatedTar(f"{path}: ends without the end-of-archive block (cut short)")
         if len(header) < 512:
             raise TruncatedTar(f"{path}: ends inside a tar header")
         stored = header[148:156].strip(b"\0 ")
@@ -98,20 +103,25 @@ def _members(handle: BinaryIO, path: str) -> Iterator[tuple[str, bytes]]:
             long_name = None
 
 
+def iter_samples(path: str, keep: Callable[[int], bool] = lambda index: True) -> Iterator[Sample]:
+    """Samples of the shard at ``path`` in order (``keep(i)`` selects sample indices); damage raises."""
+    with open(path, "rb", buffering=1 << 20) as handle:
+        key, members, index = None, {}, -1
+        for name, data in _members(handle, path):
+            member_key, suffix = _split(name)
+            if member_key != key:
+                if key is not None and keep(index):
+                    yield key, members
+                key, members, index = member_key, {}, index + 1
+            members[suffix] = data
+        if key is not None and keep(index):
+            yield key, members
+
+
 def read_shard(path: str, counter: SkipCounter, keep: Callable[[int], bool] = lambda index: True) -> Iterator[Sample]:
-    """Samples of the shard at ``path`` in order; ``keep(i)`` selects which sample indices are yielded."""
+    """As :func:`iter_samples`, but a damaged or truncated tar ends the stream and is counted, not raised."""
     try:
-        with open(path, "rb", buffering=1 << 20) as handle:
-            key, members, index = None, {}, -1
-            for name, data in _members(handle, path):
-                member_key, suffix = _split(name)
-                if member_key != key:
-                    if key is not None and keep(index):
-                        yield key, members
-                    key, members, index = member_key, {}, index + 1
-                members[suffix] = data
-            if key is not None and keep(index):
-                yield key, members
+        yield from iter_samples(path, keep)
     except FileNotFoundError:
         raise FileNotFoundError(f"shard not found: {path}") from None
     except (tarfile.TarError, OSError, EOFError, ValueError, UnicodeDecodeError) as err:

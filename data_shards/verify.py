@@ -18,6 +18,7 @@ from pathlib import Path
 from data_shards.manifest import Manifest, ShardRecord, read_manifest
 from data_shards.media import decode_jpeg
 from data_shards.schema import label_problems
+from data_shards.tar_samples import iter_samples
 
 
 @dataclass
@@ -75,24 +76,10 @@ def verify_shard(manifest: Manifest, record: ShardRecord) -> ShardCheck:
     if digest.hexdigest() != record.sha256:
         check.problems.append("sha256 differs from the manifest")
     try:
-        with tarfile.open(path, mode="r:") as tar:
-            key, members = None, {}
-            for info in tar:
-                if not info.isfile():
-                    continue
-                base = info.name.rsplit("/", 1)[-1]
-                member_key = info.name[: len(info.name) - len(base)] + base.split(".", 1)[0]
-                if member_key != key:
-                    if key is not None:
-                        check.frames += _check_sample(key, members, manifest, check.problems)
-                        check.samples += 1
-                    key, members = member_key, {}
-                handle = tar.extractfile(info)
-                members[base.split(".", 1)[1] if "." in base else ""] = handle.read() if handle else b""
-            if key is not None:
-                check.frames += _check_sample(key, members, manifest, check.problems)
-                check.samples += 1
-    except (tarfile.TarError, OSError, EOFError) as err:
+        for key, members in iter_samples(path):
+            check.frames += _check_sample(key, members, manifest, check.problems)
+            check.samples += 1
+    except (tarfile.TarError, OSError, EOFError, ValueError, UnicodeDecodeError) as err:
         check.problems.append(f"damaged tar: {err}")
     if check.samples != record.samples:
         check.problems.append(f"{check.samples} samples, the manifest says {record.samples}")

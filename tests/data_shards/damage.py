@@ -30,3 +30,13 @@ def truncate(shard: Path, keep_fraction: float = 0.5) -> None:
     """Cut the shard file short, as an interrupted copy does."""
     data = shard.read_bytes()
     shard.write_bytes(data[: int(len(data) * keep_fraction)])
+
+
+def truncate_between_members(shard: Path, keep_members: int) -> None:
+    """Cut the shard right after its ``keep_members``-th member: every header whole, no end-of-archive block."""
+    data = shard.read_bytes()
+    offset = 0
+    for _ in range(keep_members):
+        size = int(data[offset + 124 : offset + 136].strip(b"\0 ") or b"0", 8)
+        offset += 512 + -(-size // 512) * 512
+    shard.write_bytes(data[:offset])

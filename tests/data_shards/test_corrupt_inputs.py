@@ -9,7 +9,7 @@ import pytest
 from data_shards.manifest import read_manifest
 from data_shards.streaming import LoaderConfig, eval_loader, train_loader
 from data_shards.verify import verify_sets
-from tests.data_shards.damage import copy_set, corrupt_member, truncate
+from tests.data_shards.damage import copy_set, corrupt_member, truncate, truncate_between_members
 
 
 @pytest.fixture()
@@ -69,3 +69,15 @@ def test_verify_catches_labels_outside_the_schema(demo_shards: dict[str, str], t
     assert verify_sets([str(folder)]) is False
     out = capsys.readouterr().out
     assert "AU '99' is not in the manifest" in out and "expression=40" in out and "valence=3" in out
+
+
+def test_a_tar_cut_between_members_is_still_truncated(demo_shards: dict[str, str], tmp_path: Path) -> None:
+    folder = copy_set(demo_shards["images-val"], tmp_path / "cut")
+    shards = sorted(folder.glob("shard-*.tar"))
+    truncate_between_members(shards[0], keep_members=10)  # 5 whole samples (jpg + json), then nothing
+    loader = eval_loader(LoaderConfig(shards=[str(folder)], batch_size=64, num_workers=0))
+    keys = [key for batch in loader for key in batch["key"]]
+    # the 5th sample may have had more members after the cut: only the 4 known whole are kept
+    assert len(keys) == read_manifest(folder).num_samples - read_manifest(folder).shards[0].samples + 4
+    assert loader.skipped == {"corrupt_sample": 0, "truncated_shard": 1}
+    assert verify_sets([str(folder)]) is False
