@@ -8,8 +8,8 @@ Recipes live under ``configs/finetune/``; a test loads every one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, Literal, get_origin, get_type_hints
 
 from pretrain.config import OptimConfig, Problems, TrackingConfig, TrainerConfig, ViTConfig
 
@@ -298,3 +298,19 @@ class FinetuneConfig:
     trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(output_dir="runs/finetune", max_epochs=20))
     tracking: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment="face-finetune"))
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
+    """Rebuild dataclass ``cls`` (nested dataclasses and tuples included) from ``dataclasses.asdict`` output."""
+    hints = get_type_hints(cls)
+    kwargs = {}
+    for item in fields(cls):
+        if item.name not in values:
+            continue
+        value, kind = values[item.name], hints[item.name]
+        if is_dataclass(kind) and isinstance(value, dict):
+            value = config_from_dict(kind, value)
+        elif get_origin(kind) is tuple and isinstance(value, list):
+            value = tuple(value)
+        kwargs[item.name] = value
+    return cls(**kwargs)

@@ -68,7 +68,11 @@ def identity_probe(
     ``features`` ``(N, D)`` are frozen pooled features, ``subjects`` ``(N,)`` identity indices
     (-1 = unknown), ``hashes`` ``(N,)`` from :func:`key_hash` of the sample keys.
     """
-    features, subjects, hashes = features.detach().float().cpu(), subjects.cpu(), hashes.cpu()
+    with torch.inference_mode(False), torch.enable_grad():  # callable from Lightning's test loop (inference mode)
+        return _fit_probe(features.detach().float().cpu().clone(), subjects.cpu().clone(), hashes.cpu().clone(), steps, l2)
+
+
+def _fit_probe(features: torch.Tensor, subjects: torch.Tensor, hashes: torch.Tensor, steps: int, l2: float) -> ProbeResult:
     train, test = probe_halves(subjects, hashes)
     kept = sorted(set(subjects[train].tolist()))
     if len(kept) < 2:
@@ -77,17 +81,16 @@ def identity_probe(
     labels = torch.tensor([relabel.get(int(s), -1) for s in subjects])
     mean, std = features[train].mean(dim=0), features[train].std(dim=0).clamp(min=1e-6)
     inputs = (features - mean) / std
-    with torch.enable_grad():
-        probe = torch.nn.Linear(inputs.shape[1], len(kept))
-        optimiser = torch.optim.LBFGS(probe.parameters(), lr=1.0, max_iter=steps, line_search_fn="strong_wolfe")
+    probe = torch.nn.Linear(inputs.shape[1], len(kept))
+    optimiser = torch.optim.LBFGS(probe.parameters(), lr=1.0, max_iter=steps, line_search_fn="strong_wolfe")
 
-        def closure() -> torch.Tensor:
-            optimiser.zero_grad()
-            loss = F.cross_entropy(probe(inputs[train]), labels[train]) + l2 * probe.weight.square().sum()
-            loss.backward()
-            return loss
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        loss = F.cross_entropy(probe(inputs[train]), labels[train]) + l2 * probe.weight.square().sum()
+        loss.backward()
+        return loss
 
-        optimiser.step(closure)
+    optimiser.step(closure)
     with torch.no_grad():
         predicted = probe(inputs[test]).argmax(dim=1)
     accuracy = (predicted == labels[test]).float().mean().item()

@@ -14,7 +14,6 @@ test reports F1 at 0.5 and at those thresholds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +23,13 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from data_shards.config_checks import ConfigError
 from data_shards.streaming import normalize_pixels
 from finetune.adapters import MixtureOfAdapterExperts
-from finetune.config import FinetuneConfig
+from finetune.config import FinetuneConfig, config_from_dict
 from finetune.figures import au_f1_picture, confusion_picture
 from finetune.grad_reverse import reversal_strength
-from finetune.heads import FaceTaskModel, head_name
+from finetune.heads import head_name
 from finetune.identity_probe import hashes_of, identity_probe
 from finetune.layer_decay import layer_decay_scale
 from finetune.losses import masked_bce, one_hot_targets, soft_cross_entropy
@@ -43,28 +43,10 @@ from finetune.metrics import (
     war,
 )
 from finetune.mixing import draw_mix, mix_targets
+from finetune.model_builder import build_task_model
+from finetune.task_spec import TaskSpec
+from pretrain.config import ViTConfig
 from pretrain.optim import build_adamw, build_param_groups, scaled_lr
-
-
-@dataclass
-class TaskSpec:
-    """What the manifests say about a run: modalities, tasks and label vocabularies.
-
-    ``subjects`` is the identity vocabulary of the IAT head (the union over training manifests);
-    ``subject_maps[modality]`` maps a training manifest's subject index to it.
-    """
-
-    modalities: list[str]
-    tasks: list[str]
-    au_ids: list[str] = field(default_factory=list)
-    class_names: list[str] = field(default_factory=list)
-    subjects: list[str] = field(default_factory=list)
-    subject_maps: dict[str, list[int]] = field(default_factory=dict)
-
-    def head_sizes(self) -> dict[str, int]:
-        """Output width of every head, keyed by :func:`~finetune.heads.head_name`."""
-        sizes = {"au": len(self.au_ids), "expression": len(self.class_names)}
-        return {head_name(task, modality): sizes[task] for modality in self.modalities for task in self.tasks}
 
 
 def modality_of(pixels: torch.Tensor, views: bool = False) -> str:
@@ -75,29 +57,44 @@ def modality_of(pixels: torch.Tensor, views: bool = False) -> str:
 class FinetuneModule(pl.LightningModule):
     """Fine-tuning step, optimiser, validation/test metrics and the identity-leakage probe.
 
-    ``effective_batch`` is samples per optimiser step over all ranks (for the lr scaling rule).
-    After testing, ``test_results`` holds the test metrics and the probe's result.
+    Hyper-parameters are plain dicts (``dataclasses.asdict`` of the encoder's :class:`ViTConfig`,
+    the :class:`FinetuneConfig` and the :class:`TaskSpec`), so a checkpoint rebuilds its model
+    alone (``FinetuneModule.load_from_checkpoint``) and loads with ``weights_only=True``.
+    ``encoder`` passes pretrained weights in (not stored as a hyper-parameter); without it the
+    encoder is built fresh from ``encoder_config``. ``effective_batch`` is samples per optimiser
+    step over all ranks (for the lr scaling rule). After testing, ``test_results`` holds the test
+    metrics and the probe's result.
     """
 
-    def __init__(self, model: FaceTaskModel, spec: TaskSpec, config: FinetuneConfig, effective_batch: int, picture_dir: str = "") -> None:
+    def __init__(
+        self,
+        encoder_config: dict[str, Any],
+        config: dict[str, Any],
+        spec: dict[str, Any],
+        effective_batch: int,
+        picture_dir: str = "",
+        encoder: torch.nn.Module | None = None,
+    ) -> None:
         super().__init__()
-        self.model, self.spec, self.config = model, spec, config
+        self.save_hyperparameters(ignore=["encoder"])
+        self.config: FinetuneConfig = config_from_dict(FinetuneConfig, config)
+        self.spec = TaskSpec(**spec)
         self.effective_batch, self.picture_dir = effective_batch, picture_dir
-        self.mixtures = [m for m in model.modules() if isinstance(m, MixtureOfAdapterExperts)]
-        self.mix_generator = torch.Generator().manual_seed(config.trainer.seed)
-        weights = config.tasks.au_pos_weight
-        if weights and len(weights) != len(spec.au_ids):
-            raise ValueError(f"tasks.au_pos_weight has {len(weights)} values but the data have {len(spec.au_ids)} AUs {spec.au_ids}")
+        self.model = build_task_model(ViTConfig(**encoder_config), self.config, self.spec, encoder)
+        self.mixtures = [m for m in self.model.modules() if isinstance(m, MixtureOfAdapterExperts)]
+        self.mix_generator = torch.Generator().manual_seed(self.config.trainer.seed)
+        weights = self.config.tasks.au_pos_weight
+        if weights and len(weights) != len(self.spec.au_ids):
+            raise ConfigError(f"tasks.au_pos_weight has {len(weights)} values but the data have {len(self.spec.au_ids)} AUs {self.spec.au_ids}")
         self.register_buffer("au_pos_weight", torch.tensor(weights) if weights else None, persistent=False)
-        for modality, mapping in spec.subject_maps.items():
+        for modality, mapping in self.spec.subject_maps.items():
             self.register_buffer(f"subject_map_{modality}", torch.tensor(mapping, dtype=torch.long), persistent=False)
-        self.metrics = torch.nn.ModuleDict({
-            stage: torch.nn.ModuleDict({name: self._metric(name) for name in spec.head_sizes()}) for stage in ("val", "test")
-        })
+        heads = self.spec.head_sizes()
+        self.metrics = torch.nn.ModuleDict({stage: torch.nn.ModuleDict({name: self._metric(name) for name in heads}) for stage in ("val", "test")})
         half = MaskedMultilabelF1(1).threshold_index(0.5)
-        for name in spec.head_sizes():
+        for name in heads:
             if name.startswith("au_"):
-                self.register_buffer(f"threshold_index_{name}", torch.full((len(spec.au_ids),), half, dtype=torch.long))
+                self.register_buffer(f"threshold_index_{name}", torch.full((len(self.spec.au_ids),), half, dtype=torch.long))
         self.probe_parts: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.test_results: dict[str, float] = {}
 

@@ -1,0 +1,249 @@
+"""Run fine-tuning with Lightning: ``run_finetuning(config, extra_callbacks=None) -> FinetuneResult``.
+
+Builds the data module (which reads the manifests into a :class:`~finetune.task_spec.TaskSpec`),
+loads the pretrained encoder (:func:`finetune.model_builder.load_encoder`), the Lightning module,
+strategy, MLflow logger, ``last.ckpt`` refreshes and a best-on-validation checkpoint; fits; then
+tests the best checkpoint (never selected on test) and writes ``result.json``. Launchers (SLURM
+requeue, Ray Tune's report callback) pass their callbacks through ``extra_callbacks``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from data_shards.config_checks import ConfigError
+from finetune.config import FinetuneConfig
+
+BEST_CHECKPOINT = "best.ckpt"
+
+
+@dataclass
+class FinetuneResult:
+    """What a fine-tuning run produced (also written to ``<run_dir>/result.json``).
+
+    ``os.fspath(result)`` is the run folder, so callers that expect a path keep working.
+    """
+
+    run_dir: str
+    best_checkpoint: str
+    monitor: str
+    best_score: float | None
+    parameters: dict[str, int] = field(default_factory=dict)
+    val: dict[str, float] = field(default_factory=dict)
+    test: dict[str, float] = field(default_factory=dict)
+
+    def __fspath__(self) -> str:
+        return self.run_dir
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for JSON."""
+        return dataclasses.asdict(self)
+
+
+def monitor_metric(config: FinetuneConfig) -> str:
+    """The validation metric that selects the best checkpoint (``eval.monitor`` or its ``auto`` choice)."""
+    if config.eval.monitor != "auto":
+        return config.eval.monitor
+    modality = "image" if config.data.image_train else "clip"
+    return f"val/au_f1_{modality}" if "au" in config.tasks.tasks else f"val/war_{modality}"
+
+
+def effective_batch_size(config: FinetuneConfig) -> int:
+    """Samples per optimiser step over all ranks (image batch when images train, else clip batch)."""
+    data, trainer = config.data, config.trainer
+    per_device = data.image_batch_size if data.image_train else data.clip_batch_size
+    return per_device * trainer.devices * trainer.num_nodes * config.optim.accumulate_grad_batches
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON under a temporary name, then rename it into place."""
+    partial = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    partial.write_text(json.dumps(data, indent=2) + "\n")
+    partial.replace(path)
+
+
+def check_splits(config: FinetuneConfig) -> None:
+    """Every training modality needs a validation split: model selection is never done on test."""
+    for modality in ("image", "clip"):
+        if getattr(config.data, f"{modality}_train") and not getattr(config.data, f"{modality}_val"):
+            raise ConfigError(
+                f"data.{modality}_val is empty but data.{modality}_train is set: give a validation split "
+                "(model selection and AU thresholds are never chosen on test), or run `python -m finetune folds`"
+            )
+    if config.data.class_balanced and "expression" not in config.tasks.tasks:
+        raise ConfigError("data.class_balanced=True needs the 'expression' task in tasks.tasks")
+
+
+def metric_names(config: FinetuneConfig) -> list[str]:
+    """The validation metrics a run logs (what ``eval.monitor`` may name)."""
+    names = []
+    for modality in ("image", "clip"):
+        if getattr(config.data, f"{modality}_val"):
+            if "au" in config.tasks.tasks:
+                names += [f"val/au_f1_{modality}", f"val/au_f1_valthr_{modality}"]
+            if "expression" in config.tasks.tasks:
+                names += [f"val/war_{modality}", f"val/uar_{modality}"]
+    return names
+
+
+def check_monitor(config: FinetuneConfig) -> str:
+    """The monitored metric, checked against what the run will log."""
+    monitor = monitor_metric(config)
+    logged = metric_names(config)
+    if monitor not in logged:
+        raise ConfigError(f"eval.monitor={config.eval.monitor!r} selects {monitor!r}, which this run does not log; choose one of {logged}")
+    return monitor
+
+
+def run_finetuning(config: FinetuneConfig, extra_callbacks: list | None = None) -> FinetuneResult:
+    """Fine-tune as ``config`` says; test the best validation checkpoint; return what was produced.
+
+    Args:
+        config: a validated :class:`~finetune.config.FinetuneConfig`.
+        extra_callbacks: Lightning callbacks added by a launcher (SLURM requeue, Ray Tune report).
+    """
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+
+    from finetune.data_module import FinetuneDataModule
+    from finetune.heads import parameter_counts
+    from finetune.lightning_module import FinetuneModule
+    from finetune.model_builder import encoder_config_for, load_encoder
+    from pretrain.checkpointing import AtomicCheckpointIO, LastCheckpoint, checkpoint_dir, resolve_resume
+    from pretrain.strategies import build_strategy, resolve_accelerator, resolve_precision
+    from pretrain.tracking import make_mlflow_logger, resolve_tracking_uri, start_tracked_run
+
+    check_splits(config)
+    monitor = check_monitor(config)
+    trainer_config = config.trainer
+    run_dir = Path(trainer_config.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resume_from = resolve_resume(trainer_config.resume, run_dir)
+    accelerator = resolve_accelerator(trainer_config)
+    precision = resolve_precision(trainer_config, accelerator)
+    pl.seed_everything(trainer_config.seed, verbose=False)
+
+    encoder = load_encoder(config.model)
+    encoder_config = encoder_config_for(encoder, config.model)
+    datamodule = FinetuneDataModule(config, encoder_config)
+    spec = datamodule.task_spec()  # reads the manifests: bad paths and missing labels fail here
+    effective_batch = effective_batch_size(config)
+    module = FinetuneModule(
+        dataclasses.asdict(encoder_config), dataclasses.asdict(config), dataclasses.asdict(spec),
+        effective_batch, str(run_dir / "pictures"), encoder=encoder,
+    )
+    counts = parameter_counts(module.model)
+    rank_zero_info(
+        f"parameters: {counts['trainable']:,} trainable of {counts['total']:,} "
+        f"({100 * counts['trainable'] / counts['total']:.2f}%); heads {sorted(spec.head_sizes())}"
+        + (f"; identity head over {len(spec.subjects)} subjects, lambda {config.iat.strength}" if config.iat.strength else "")
+    )
+    logger = make_mlflow_logger(config.tracking, run_dir, resume=resume_from is not None)
+    micro_batch = config.data.image_batch_size if config.data.image_train else config.data.clip_batch_size
+    best = ModelCheckpoint(
+        dirpath=checkpoint_dir(run_dir), filename="best", monitor=monitor, mode="max", save_top_k=1,
+        save_last=False, auto_insert_metric_name=False, enable_version_counter=False,
+    )
+    callbacks = [
+        LastCheckpoint(checkpoint_dir(run_dir), trainer_config.checkpoint_every_n_steps, trainer_config.seed),
+        best,
+        *(extra_callbacks or []),
+    ]
+    deepspeed = trainer_config.strategy.startswith("deepspeed")
+    trainer = pl.Trainer(
+        accelerator=accelerator,
+        devices=trainer_config.devices,
+        num_nodes=trainer_config.num_nodes,
+        strategy=build_strategy(trainer_config, accelerator, micro_batch),
+        precision=precision,
+        max_epochs=trainer_config.max_epochs,
+        max_steps=trainer_config.max_steps,
+        accumulate_grad_batches=config.optim.accumulate_grad_batches,
+        gradient_clip_val=config.optim.grad_clip or None,
+        logger=logger,
+        callbacks=callbacks,
+        plugins=None if deepspeed else [AtomicCheckpointIO()],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=trainer_config.log_every_n_steps,
+        use_distributed_sampler=False,
+        num_sanity_val_steps=0,
+        default_root_dir=str(run_dir),
+    )
+    params = {
+        **dataclasses.asdict(config),
+        "derived": {
+            "effective_batch": effective_batch, "lr": module.learning_rate, "world_size": trainer.world_size,
+            "trainable_parameters": counts["trainable"], "total_parameters": counts["total"], "monitor": monitor,
+            **{f"{m}_steps_per_epoch": n for m, n in datamodule.steps_per_epoch().items()},
+        },
+    }
+    if rank_zero_only.rank == 0:
+        write_json_atomic(run_dir / "config.json", dataclasses.asdict(config))
+    start_tracked_run(logger, resolve_tracking_uri(config.tracking, run_dir), params, run_dir)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+
+    val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    best_path = best.best_model_path or str(checkpoint_dir(run_dir) / "last.ckpt")
+    score = None if best.best_model_score is None else float(best.best_model_score)
+    test: dict[str, float] = {}
+    if config.eval.test and (config.data.image_test or config.data.clip_test):
+        trainer.test(module, datamodule=datamodule, ckpt_path=best_path, verbose=False)
+        test = dict(module.test_results)
+    result = FinetuneResult(str(run_dir), best_path, monitor, score, counts, val, test)
+    if rank_zero_only.rank == 0:
+        write_json_atomic(run_dir / "result.json", result.as_dict())
+        rank_zero_info(f"best {monitor} = {score}; checkpoint {best_path}; test: {json.dumps(test, indent=1)}")
+    return result
+
+
+def evaluate_run(run_dir: str, checkpoint: str = "best", image_test: list[str] | None = None, clip_test: list[str] | None = None) -> dict[str, float]:
+    """Test a checkpoint of the run in ``run_dir`` (one process) and write ``<run_dir>/evaluation.json``.
+
+    ``checkpoint`` is ``best``, ``last`` or a path; ``image_test``/``clip_test`` replace the
+    recipe's test sets. Returns the test metrics (and the identity probe's result).
+    """
+    import lightning.pytorch as pl
+
+    from finetune.config import config_from_dict
+    from finetune.data_module import FinetuneDataModule
+    from finetune.lightning_module import FinetuneModule
+    from pretrain.checkpointing import checkpoint_dir
+    from pretrain.config import ViTConfig
+    from pretrain.strategies import resolve_accelerator, resolve_precision
+
+    folder = Path(run_dir)
+    saved = folder / "config.json"
+    if not saved.is_file():
+        raise FileNotFoundError(f"{saved}: not a fine-tuning run folder (no config.json)")
+    config = config_from_dict(FinetuneConfig, json.loads(saved.read_text()))
+    named = {"best": checkpoint_dir(folder) / BEST_CHECKPOINT, "last": checkpoint_dir(folder) / "last.ckpt"}
+    path = named.get(checkpoint, Path(checkpoint))
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint={checkpoint!r}: {path} does not exist")
+    data = dataclasses.replace(
+        config.data,
+        image_test=list(config.data.image_test if image_test is None else image_test),
+        clip_test=list(config.data.clip_test if clip_test is None else clip_test),
+    )
+    if not data.image_test and not data.clip_test:
+        raise ConfigError("no test sets: the run's recipe has none; pass --image_test or --clip_test")
+    trainer_config = dataclasses.replace(config.trainer, devices=1, num_nodes=1, strategy="auto")
+    config = dataclasses.replace(config, data=data, trainer=trainer_config)
+    module = FinetuneModule.load_from_checkpoint(str(path), map_location="cpu", picture_dir=str(folder / "pictures"), weights_only=True)
+    module.config = config
+    accelerator = resolve_accelerator(trainer_config)
+    trainer = pl.Trainer(
+        accelerator=accelerator, devices=1, precision=resolve_precision(trainer_config, accelerator), logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False,
+    )
+    trainer.test(module, datamodule=FinetuneDataModule(config, ViTConfig(**module.hparams["encoder_config"])), verbose=False)
+    results = dict(module.test_results)
+    write_json_atomic(folder / "evaluation.json", {"checkpoint": str(path), "test": results})
+    return results

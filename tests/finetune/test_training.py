@@ -1,0 +1,94 @@
+"""End-to-end fine-tuning on real demo shards: every task, IAT, MoAE, evaluation, folds, 1 and 2 processes."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from data_shards.config_checks import ConfigError
+from finetune.training import evaluate_run, run_finetuning
+
+from finetune_demo import ROOT, TINY, demo_overrides, tiny_config
+
+
+def test_every_task_trains_on_images_and_clips(demo: dict[str, str], tmp_path: Path) -> None:
+    config = tiny_config(demo, tmp_path / "run", "--data.test_clips", "2")
+    result = run_finetuning(config)
+    run = Path(result.run_dir)
+    assert result.monitor == "val/au_f1_image" and 0.0 <= result.best_score <= 1.0
+    assert Path(result.best_checkpoint).is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+    for name in ("au_f1_image", "au_f1_valthr_image", "au_f1_clip", "war_image", "uar_image", "war_clip", "uar_clip"):
+        assert 0.0 <= result.test[f"test/{name}"] <= 1.0, name
+    assert 0.0 <= result.test["test/identity_probe_accuracy_image"] <= 1.0
+    assert result.test["test/identity_probe_subjects_image"] == 8  # the held-out test subjects
+    assert {p.name for p in (run / "pictures").iterdir()} >= {"test_au_f1_image.png", "test_confusion_clip.png"}
+    assert json.loads((run / "result.json").read_text())["best_checkpoint"] == result.best_checkpoint
+    assert result.parameters["trainable"] == result.parameters["total"]
+    stored = torch.load(result.best_checkpoint, weights_only=True, map_location="cpu")  # plain data only
+    assert stored["hyper_parameters"]["spec"]["tasks"] == ["au", "expression"]
+    assert any(".parallel_branch." in key for key in stored["state_dict"]) and "model.identity_head.weight" in stored["state_dict"]
+    again = evaluate_run(result.run_dir)
+    for name in ("test/au_f1_image", "test/war_clip", "test/identity_probe_accuracy_image"):
+        assert again[name] == pytest.approx(result.test[name], abs=1e-6)
+
+
+def test_frozen_backbone_trains_only_adapters_and_heads(demo: dict[str, str], tmp_path: Path) -> None:
+    config = tiny_config(demo, tmp_path / "frozen", "--model.freeze_backbone", "true", "--tasks.tasks", "[expression]",
+                         "--eval.monitor", "val/war_image", "--data.clip_train", "[]", "--data.clip_val", "[]",
+                         "--data.clip_test", "[]", "--eval.identity_probe", "false", "--data.mixup_alpha", "0.8",
+                         "--data.cutmix_alpha", "1.0", "--data.class_balanced", "true")
+    result = run_finetuning(config)
+    assert result.parameters["trainable"] < result.parameters["total"] / 2
+    from pretrain.loading import load_model
+
+    pretrained = load_model(demo["encoder"], encoder_only=True, img_size=32, num_frames=4).state_dict()
+    tuned = torch.load(result.best_checkpoint, weights_only=True, map_location="cpu")["state_dict"]
+    assert torch.equal(tuned["model.encoder.blocks.0.mlp.fc1.weight"], pretrained["blocks.0.mlp.fc1.weight"])
+    assert not torch.equal(tuned["model.encoder.blocks.1.parallel_branch.up_weight"], torch.zeros_like(tuned["model.encoder.blocks.1.parallel_branch.up_weight"]))
+
+
+def test_bad_runs_fail_before_training(demo: dict[str, str], tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="data.image_val"):
+        run_finetuning(tiny_config(demo, tmp_path / "a", "--data.image_val", "[]"))
+    with pytest.raises(ConfigError, match="eval.monitor='val/war_clip'"):
+        run_finetuning(tiny_config(demo, tmp_path / "b", "--eval.monitor", "val/war_clip", "--tasks.tasks", "[au]"))
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        run_finetuning(tiny_config(demo, tmp_path / "c", "--model.init", str(tmp_path / "nowhere")))
+
+
+@pytest.mark.slow
+def test_two_gloo_processes(demo: dict[str, str], tmp_path: Path) -> None:
+    """Real DDP: two CPU processes (gloo) through the command line, every task, IAT and MoAE."""
+    run = tmp_path / "ddp"
+    done = subprocess.run(
+        [sys.executable, "-m", "finetune", "fit", "--config", str(TINY), *demo_overrides(demo, run),
+         "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_epochs", "2"],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((run / "result.json").read_text())
+    assert Path(result["best_checkpoint"]).is_file()
+    assert 0.0 <= result["test"]["test/au_f1_image"] <= 1.0 and 0.0 <= result["test"]["test/war_clip"] <= 1.0
+    assert result["test"]["test/identity_probe_subjects_image"] == 8  # features gathered from both ranks
+
+
+@pytest.mark.slow
+def test_subject_exclusive_folds_as_one_command(demo: dict[str, str], tmp_path: Path) -> None:
+    run = tmp_path / "folds"
+    done = subprocess.run(
+        [sys.executable, "-m", "finetune", "folds", "--k", "3", "--only", "[0, 2]", "--config", str(TINY),
+         *demo_overrides(demo, run), "--tasks.tasks", "[au]", "--iat.strength", "1.0",
+         "--data.clip_train", "[]", "--data.clip_val", "[]", "--data.clip_test", "[]"],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((run / "folds.json").read_text())
+    assert summary["finished"] == [0, 2] and "test/au_f1_image" in summary["mean"]
+    splits = json.loads((run / "fold_subjects.json").read_text())
+    assert sorted(s for split in splits for s in split["test"]) == [f"s{i:03d}" for i in range(24)]
+    fold0 = json.loads((run / "fold0" / "config.json").read_text())["data"]
+    assert not set(fold0["test_subjects"]) & (set(fold0["train_subjects"]) | set(fold0["val_subjects"]))
+    assert summary["folds"]["0"]["test/identity_probe_subjects_image"] == len(splits[0]["test"])
