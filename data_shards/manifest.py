@@ -32,7 +32,7 @@ class ShardRecord:
 
 @dataclass
 class LabelCounts:
-    """How many samples carry each kind of label (and how many inputs were dropped)."""
+    """How many samples carry each kind of label, per AU, class and subject (and how many inputs were dropped)."""
 
     samples: int = 0
     with_subject: int = 0
@@ -41,6 +41,7 @@ class LabelCounts:
     with_valence_arousal: int = 0
     au_positive: dict[str, int] = field(default_factory=dict)
     expression: dict[str, int] = field(default_factory=dict)
+    subject: dict[str, int] = field(default_factory=dict)
     dropped_small: int = 0
     dropped_unreadable: int = 0
 
@@ -48,7 +49,7 @@ class LabelCounts:
         """Add ``other``'s counts into this one."""
         for name in ("samples", "with_subject", "with_aus", "with_expression", "with_valence_arousal", "dropped_small", "dropped_unreadable"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        for mine, theirs in ((self.au_positive, other.au_positive), (self.expression, other.expression)):
+        for mine, theirs in ((self.au_positive, other.au_positive), (self.expression, other.expression), (self.subject, other.subject)):
             for key, value in theirs.items():
                 mine[key] = mine.get(key, 0) + value
 

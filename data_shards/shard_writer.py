@@ -65,6 +65,8 @@ def _count(counts: LabelCounts, labels: dict) -> None:
     if "expression" in labels:
         key = str(labels["expression"])
         counts.expression[key] = counts.expression.get(key, 0) + 1
+    if "subject" in labels:
+        counts.subject[labels["subject"]] = counts.subject.get(labels["subject"], 0) + 1
 
 
 def write_shard(job: ShardJob) -> ShardSummary:

@@ -19,8 +19,8 @@ import torch
 
 from data_shards.config_checks import ConfigError, validate
 from data_shards.decode import LabelMap, ViewConfig
-from data_shards.shard_sets import resolve_sets
-from data_shards.streams import Batch, EvalStream, TrainStream, eval_counts
+from data_shards.shard_sets import ShardSet, resolve_sets
+from data_shards.streams import Batch, EvalStream, SampleFilter, TrainStream, eval_counts
 from data_shards.tar_samples import SkipCounter
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -47,6 +47,9 @@ class LoaderConfig:
         shuffle_buffer: samples in the shuffle buffer (training); ``FACE_SHUFFLE_BUFFER`` overrides.
         samples_per_epoch: training samples per epoch over all ranks; 0 = the sets' manifest counts.
         seed: seed of shard draws, shuffling and augmentation (combined with the epoch).
+        subjects: keep only samples of these subjects (subject-exclusive folds); empty = all.
+        balance_classes: training: keep a sample of expression class c with probability min_count / count_c
+            (manifest counts), so every class is drawn equally often; samples without expression are dropped.
         pin_memory: pin batches in page-locked memory when CUDA is available (faster, asynchronous copies to the GPU).
         rank: this process's rank; -1 = torch.distributed when initialised, else ``$RANK`` (0).
         world_size: number of ranks; -1 = torch.distributed when initialised, else ``$WORLD_SIZE`` (1).
@@ -66,6 +69,8 @@ class LoaderConfig:
     shuffle_buffer: int = 2000
     samples_per_epoch: int = 0
     seed: int = 0
+    subjects: list[str] = field(default_factory=list)
+    balance_classes: bool = False
     pin_memory: bool = True
     rank: int = -1
     world_size: int = -1
@@ -170,7 +175,7 @@ class ShardLoader:
             self.stream.state.epoch += 1
 
 
-def _build(config: LoaderConfig, train: bool) -> tuple[list, LabelMap, ViewConfig, int, int]:
+def _build(config: LoaderConfig, train: bool) -> tuple[list[ShardSet], LabelMap, ViewConfig, int, int]:
     validate(config)
     sets = resolve_sets(config.shards, config.weights, config.modality)
     labels = LabelMap([s.manifest for s in sets])
@@ -181,29 +186,60 @@ def _build(config: LoaderConfig, train: bool) -> tuple[list, LabelMap, ViewConfi
     return sets, labels, view, rank, world
 
 
+def _sample_filter(config: LoaderConfig, sets: list[ShardSet], train: bool) -> tuple[SampleFilter | None, float]:
+    """The filter ``config`` asks for and the fraction of samples it is expected to keep (from manifest counts)."""
+    balance = train and config.balance_classes
+    if not config.subjects and not balance:
+        return None, 1.0
+    kept = 1.0
+    if config.subjects:
+        wanted = set(config.subjects)
+        if not any(s.manifest.counts.subject for s in sets):
+            raise ConfigError(f"subjects: {sets[0].manifest.path} records no per-subject counts; rebuild the set or give samples_per_epoch")
+        selected = sum(s.num_samples * sum(n for subject, n in s.manifest.counts.subject.items() if subject in wanted)
+                       / max(1, s.manifest.counts.samples) for s in sets)
+        kept = selected / sum(s.num_samples for s in sets)
+    accept = None
+    if balance:
+        classes = len(sets[0].manifest.class_names) if sets[0].manifest.class_names else 0
+        counts = [sum(s.manifest.counts.expression.get(str(c), 0) for s in sets) for c in range(classes)]
+        present = [n for n in counts if n > 0]
+        if not present:
+            raise ConfigError(f"balance_classes: {sets[0].manifest.path} records no expression counts")
+        accept = tuple(min(present) / n if n else 0.0 for n in counts)
+        kept *= len(present) * min(present) / sum(s.manifest.counts.samples for s in sets)
+    return SampleFilter(frozenset(config.subjects) if config.subjects else None, accept), kept
+
+
 def train_loader(config: LoaderConfig, **overrides: Any) -> ShardLoader:
     """Resampled, shuffled, fixed-size training batches; ``len()`` is the same on every rank."""
     config = replace(config, **overrides)
     sets, labels, view, rank, world = _build(config, train=True)
-    samples = config.samples_per_epoch or sum(s.num_samples for s in sets)
+    keep, kept = _sample_filter(config, sets, train=True)
+    samples = config.samples_per_epoch or int(sum(s.num_samples for s in sets) * kept)
     batches = samples // (config.batch_size * world)
     if batches < 1:
         raise ConfigError(f"samples_per_epoch={samples} gives no full batch of batch_size={config.batch_size} on {world} ranks")
     buffer = int(os.environ.get("FACE_SHUFFLE_BUFFER", config.shuffle_buffer))
     counter = SkipCounter(max(1, config.num_workers))
-    stream = TrainStream(sets, labels, view, config.batch_size, counter, rank, world, config.seed, batches_per_epoch=batches, shuffle_buffer=buffer)
+    stream = TrainStream(sets, labels, view, config.batch_size, counter, rank, world, config.seed, keep,
+                         batches_per_epoch=batches, shuffle_buffer=buffer)
     return ShardLoader(stream, config.num_workers, batches, config.pin_memory)
 
 
 def eval_loader(config: LoaderConfig, **overrides: Any) -> ShardLoader:
-    """Every sample once across ranks and workers, no augmentation; the last batch of a worker may be partial."""
+    """Every (kept) sample once across ranks and workers, no augmentation; the last batch of a worker may be partial.
+
+    ``len()`` is exact without ``subjects``; with it, an upper bound (the filter reads labels as it goes).
+    """
     config = replace(config, **overrides)
     sets, labels, view, rank, world = _build(config, train=False)
+    keep, _ = _sample_filter(config, sets, train=False)
     workers = max(1, config.num_workers)
     shard_samples = [n for s in sets for n in s.samples]
     per_worker = eval_counts(shard_samples, world * workers)[rank * workers : (rank + 1) * workers]
     length = sum(math.ceil(n / config.batch_size) for n in per_worker)
-    stream = EvalStream(sets, labels, view, config.batch_size, SkipCounter(workers), rank, world, config.seed)
+    stream = EvalStream(sets, labels, view, config.batch_size, SkipCounter(workers), rank, world, config.seed, keep)
     return ShardLoader(stream, config.num_workers, length, config.pin_memory)
 
 

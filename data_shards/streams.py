@@ -10,6 +10,7 @@ samples) are dealt round-robin to global workers, so every sample is read exactl
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,31 @@ from data_shards.shard_sets import ShardSet
 from data_shards.tar_samples import Sample, SkipCounter, read_shard
 
 Batch = dict[str, Any]
+
+
+@dataclass
+class SampleFilter:
+    """Which samples a stream keeps, judged from the ``json`` member before any pixel is decoded.
+
+    ``subjects``: keep only these subjects (None = all). ``accept``: per expression class, the
+    probability of keeping a sample (class balance); samples without expression are dropped.
+    """
+
+    subjects: frozenset[str] | None = None
+    accept: tuple[float, ...] | None = None
+
+    def keeps(self, members: dict[str, bytes], rng: np.random.Generator) -> bool:
+        """Whether to keep the sample; unreadable labels are kept so that decoding counts them as corrupt."""
+        try:
+            record = json.loads(members["json"])
+        except (KeyError, ValueError):
+            return True
+        if self.subjects is not None and record.get("subject") not in self.subjects:
+            return False
+        if self.accept is not None:
+            label = record.get("expression", -1)
+            return isinstance(label, int) and 0 <= label < len(self.accept) and rng.random() < self.accept[label]
+        return True
 
 
 @dataclass
@@ -79,10 +105,11 @@ def eval_counts(shard_samples: list[int], global_workers: int) -> list[int]:
 
 class _Stream(IterableDataset):
     def __init__(self, sets: list[ShardSet], labels: LabelMap, view: ViewConfig, batch_size: int, counter: SkipCounter,
-                 rank: int, world: int, seed: int) -> None:
+                 rank: int, world: int, seed: int, keep: SampleFilter | None = None) -> None:
         super().__init__()
         self.sets, self.labels, self.view, self.batch_size = sets, labels, view, batch_size
         self.counter, self.rank, self.world, self.seed = counter, rank, world, seed
+        self.keep = keep
         self.state = StreamState()
 
     def _worker(self) -> tuple[int, int]:
@@ -93,6 +120,8 @@ class _Stream(IterableDataset):
 
     def _decode(self, sample: Sample, rng: np.random.Generator) -> tuple[str, torch.Tensor, tuple] | None:
         key, members = sample
+        if self.keep is not None and not self.keep.keeps(members, rng):
+            return None
         try:
             return key, sample_pixels(members, self.view, rng), self.labels.labels(members["json"])
         except Exception as err:  # any failure to decode is a corrupt sample: counted, skipped, rate-limited warning

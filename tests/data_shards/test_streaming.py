@@ -102,3 +102,24 @@ def test_brace_patterns_select_shards_of_a_set(demo_shards: dict[str, str]) -> N
     assert len(keys) == manifest.shards[0].samples + manifest.shards[1].samples
     with pytest.raises(ConfigError, match="not listed in"):
         eval_loader(LoaderConfig(shards=[f"{folder}/shard-{{000000..000099}}.tar"]))
+
+
+def test_subject_filter_keeps_only_those_subjects(demo_shards: dict[str, str]) -> None:
+    manifest = read_manifest(demo_shards["images-train"])
+    fold = manifest.subjects[:6]
+    evaluation = eval_loader(LoaderConfig(shards=[manifest.path], batch_size=32, num_workers=2, subjects=fold))
+    subjects = [evaluation.subjects[i] for batch in evaluation for i in batch["subject"].tolist()]
+    assert set(subjects) == set(fold) and len(subjects) == sum(manifest.counts.subject[s] for s in fold)
+    training = train_loader(LoaderConfig(shards=[manifest.path], batch_size=8, num_workers=0, shuffle_buffer=10, subjects=fold))
+    assert len(training) == sum(manifest.counts.subject[s] for s in fold) // 8
+    assert {training.subjects[i] for batch in training for i in batch["subject"].tolist()} <= set(fold)
+
+
+def test_balanced_classes_are_drawn_equally_often(demo_shards: dict[str, str]) -> None:
+    manifest = read_manifest(demo_shards["images-train"])
+    counts = [manifest.counts.expression.get(str(c), 0) for c in range(len(manifest.class_names))]
+    assert max(counts) > 1.5 * min(counts)  # the train split is unbalanced (favourite expressions)
+    loader = train_loader(LoaderConfig(shards=[manifest.path], batch_size=16, num_workers=0, shuffle_buffer=0,
+                                       balance_classes=True, samples_per_epoch=3200))
+    drawn = torch.bincount(torch.cat([batch["expression"] for batch in loader]), minlength=len(counts)).float()
+    assert drawn.min() / drawn.max() > 0.6
