@@ -1,4 +1,4 @@
-"""A real local Ray Tune sweep over the tiny fine-tuning recipe: ASHA prunes, MLflow nests the trials.
+"""A real local Ray Tune sweep over the shipped tiny fine-tuning recipe: ASHA prunes, MLflow nests the trials.
 
 Ray runs in-process on 2 CPUs (one per trial, two at a time). The grid ``[A, B, B, A]`` over the
 learning rate makes pruning certain, not likely: trials with the same values and seed give the
@@ -17,42 +17,19 @@ import pytest
 import yaml
 
 from data_shards.config_checks import ConfigError
+from finetune_demo import TINY, demo_overrides
 
 MAX_EPOCHS = 4  # ASHA rungs at 1, 2 and 4 validation rounds
 
 
-@pytest.fixture(scope="module")
-def demo_shards(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    from data_shards.synth import make_demo_shards
-
-    return make_demo_shards(str(tmp_path_factory.mktemp("sweep-shards")), images=160, clips=24, img_size=32, frames=2)
-
-
-def write_recipe(folder: Path, shards: dict[str, str], tracking_uri: str) -> Path:
-    recipe = {
-        "model": {
-            "init": "",
-            "encoder": {"img_size": 32, "patch_size": 8, "num_frames": 2, "tubelet_size": 2, "embed_dim": 32, "depth": 2, "num_heads": 2},
-            "drop_path_rate": 0.0,
-            "moae": {"top_blocks": 1, "num_experts": 2, "top_k": 1},
-        },
-        "tasks": {"tasks": ["au"]},
-        "data": {
-            "image_train": [shards["images-train"]], "image_val": [shards["images-val"]],
-            "clip_train": [shards["clips-train"]], "clip_val": [shards["clips-val"]],
-            "image_batch_size": 16, "clip_batch_size": 4, "clip_stride": 1, "num_workers": 0, "shuffle_buffer": 50,
-        },
-        "optim": {"base_lr": 2.0e-3, "warmup_fraction": 0.1},
-        "trainer": {
-            "output_dir": str(folder / "finetune"), "max_epochs": MAX_EPOCHS, "accelerator": "cpu", "precision": "32",
-            "log_every_n_steps": 1, "checkpoint_every_n_steps": 1000,
-        },
-        "tracking": {"tracking_uri": tracking_uri, "experiment": "sweep-test"},
-        "eval": {"monitor": "val/au_f1_valthr_image", "test": False, "identity_probe": False},
-    }  # fmt: skip
-    path = folder / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    return path
+def tiny_overrides(demo: dict[str, str], folder: Path, tracking_uri: str) -> list[str]:
+    """The shipped tiny recipe on the ``demo`` fixture's shards, AU only, 4 short epochs, our own MLflow store."""
+    return [
+        *demo_overrides(demo, folder / "finetune"),
+        "--tasks.tasks", "[au]", "--trainer.max_epochs", str(MAX_EPOCHS), "--trainer.log_every_n_steps", "1",
+        "--tracking.tracking_uri", tracking_uri, "--tracking.experiment", "sweep-test",
+        "--eval.monitor", "val/au_f1_valthr_image",
+    ]  # fmt: skip
 
 
 def write_space(folder: Path, text: str) -> Path:
@@ -62,14 +39,14 @@ def write_space(folder: Path, text: str) -> Path:
 
 
 @pytest.mark.slow
-def test_local_asha_sweep_prunes_and_leaves_child_runs(demo_shards: dict[str, str], tmp_path: Path) -> None:
+def test_local_asha_sweep_prunes_and_leaves_child_runs(demo: dict[str, str], tmp_path: Path) -> None:
     from mlflow import MlflowClient
 
     from finetune.sweep import run_sweep
 
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    recipe = write_recipe(tmp_path, demo_shards, tracking_uri)
+    overrides = tiny_overrides(demo, tmp_path, tracking_uri)
     space = write_space(tmp_path, """
 scheduler: {kind: asha, grace_period: 1, reduction_factor: 2}
 parameters:
@@ -77,7 +54,9 @@ parameters:
   iat.strength: {choice: [0.0]}
 """)
     started = time.monotonic()
-    outcome = run_sweep(recipe, space, num_samples=1, num_cpus=2, cpus_per_trial=1, max_concurrent_trials=2, output_dir=tmp_path / "sweep")
+    outcome = run_sweep(
+        TINY, space, num_samples=1, num_cpus=2, cpus_per_trial=1, max_concurrent_trials=2, output_dir=tmp_path / "sweep", overrides=overrides
+    )
     print(f"4-trial sweep took {time.monotonic() - started:.1f} s; {outcome.pruned} pruned; best {outcome.best_value:.4f}")
 
     assert outcome.trials == 4 and outcome.metric == "val/au_f1_valthr_image" and outcome.mode == "max"
@@ -98,25 +77,25 @@ parameters:
     assert {float(run.data.params["optim/base_lr"]) for run in children} == {2.0e-3, 1.0e-6}
 
 
-def test_a_bad_sweep_is_refused_before_ray_starts(demo_shards: dict[str, str], tmp_path: Path) -> None:
+def test_a_bad_sweep_is_refused_before_ray_starts(demo: dict[str, str], tmp_path: Path) -> None:
     import ray
 
     from finetune.sweep import run_sweep
 
-    recipe = write_recipe(tmp_path, demo_shards, f"sqlite:///{tmp_path / 'mlflow.db'}")
+    overrides = tiny_overrides(demo, tmp_path, f"sqlite:///{tmp_path / 'mlflow.db'}")
     unknown = write_space(tmp_path, "parameters:\n  optim.learning_rate: {choice: [0.1]}\n")
     with pytest.raises(ConfigError, match="'optim.learning_rate'"):
-        run_sweep(recipe, unknown, num_samples=1, num_cpus=2)
+        run_sweep(TINY, unknown, num_samples=1, num_cpus=2, overrides=overrides)
     impossible = write_space(tmp_path, "parameters:\n  model.moae.top_k: {choice: [5]}\n")
     with pytest.raises(ConfigError, match="model.moae.top_k=5"):
-        run_sweep(recipe, impossible, num_samples=1, num_cpus=2)
+        run_sweep(TINY, impossible, num_samples=1, num_cpus=2, overrides=overrides)
     on_test = write_space(tmp_path, "metric: test/au_f1_image\nparameters:\n  iat.strength: {choice: [0.0]}\n")
     with pytest.raises(ConfigError, match="must be a validation metric"):
-        run_sweep(recipe, on_test, num_samples=1, num_cpus=2)
+        run_sweep(TINY, on_test, num_samples=1, num_cpus=2, overrides=overrides)
     assert not ray.is_initialized()
 
 
-def test_a_down_tracking_server_is_reported_before_any_trial(demo_shards: dict[str, str], tmp_path: Path) -> None:
+def test_a_down_tracking_server_is_reported_before_any_trial(demo: dict[str, str], tmp_path: Path) -> None:
     import socket
 
     import ray
@@ -126,8 +105,7 @@ def test_a_down_tracking_server_is_reported_before_any_trial(demo_shards: dict[s
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
-    recipe = write_recipe(tmp_path, demo_shards, dead)
     space = write_space(tmp_path, "parameters:\n  iat.strength: {choice: [0.0]}\n")
     with pytest.raises(ConfigError, match=f"MLflow tracking server {dead} is unreachable"):
-        run_sweep(recipe, space, num_samples=1, num_cpus=2)
+        run_sweep(TINY, space, num_samples=1, num_cpus=2, overrides=tiny_overrides(demo, tmp_path, dead))
     assert not ray.is_initialized()
