@@ -113,7 +113,9 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest:
     if path.is_dir():
         path = path / "manifest.json"
     if not path.is_file():
-        raise FileNotFoundError(f"shard manifest not found: {path}")
+        parts = any(path.parent.glob("part-*-of-*.json")) if path.parent.is_dir() else False
+        hint = f" (a job-array build: run python -m data_shards merge {path.parent})" if parts else ""
+        raise FileNotFoundError(f"shard manifest not found: {path}{hint}")
     try:
         data = json.loads(path.read_text())
         counts = LabelCounts(**data.pop("counts"))

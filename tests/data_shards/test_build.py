@@ -44,6 +44,8 @@ def test_job_array_parts_then_merge_equal_a_single_build(raw: Path, tmp_path: Pa
     single = read_manifest(build_shards(_source(raw), str(tmp_path / "one"), "image", _config()).manifest)
     first = build_shards(_source(raw), str(tmp_path / "parts"), "image", _config(num_parts=3, part=0))
     assert first.manifest == "" and not (tmp_path / "parts" / "manifest.json").exists()
+    with pytest.raises(FileNotFoundError, match="data_shards merge"):
+        read_manifest(tmp_path / "parts")
     with pytest.raises(FileNotFoundError, match=r"parts \[1, 2\] of 3"):
         merge_parts(str(tmp_path / "parts"))
     os.environ["SLURM_ARRAY_TASK_ID"] = "2"
