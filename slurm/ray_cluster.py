@@ -6,12 +6,16 @@ has joined, task 0 runs :func:`finetune.sweep.run_sweep` against the cluster's a
 spread over the nodes. Each Ray node runs as ``ray start --block``, a child of its task, and is
 stopped by SIGTERM (never ``ray stop``, which would stop every Ray on the machine). Task 0
 writes a marker in the submitit folder when the sweep ends; the workers then stop too.
+
+The cluster uses Ray's token authentication with a fresh token per job, handed to the workers
+through a file readable only by the user in the (shared) submitit folder.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -33,6 +37,33 @@ def node_command(node_ip: str, num_cpus: int, num_gpus: int, head: str = "", por
     if head:
         return [*command, f"--address={head}"]
     return [*command, "--head", f"--port={port}", "--include-dashboard=false", "--dashboard-agent-listen-port=0", "--disable-usage-stats"]
+
+
+def share_token(path: Path) -> str:
+    """Create this job's Ray token, write it to ``path`` (mode 0600, whole or absent) and return it."""
+    token = secrets.token_urlsafe(32)
+    partial = path.with_name(path.name + ".tmp")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(token)
+    os.replace(partial, path)
+    return token
+
+
+def read_token(path: Path, timeout_s: float) -> str:
+    """The token written by :func:`share_token`, waiting up to ``timeout_s`` for it."""
+    deadline = time.monotonic() + timeout_s
+    while not path.is_file():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the Ray head wrote no token ({path}) within {timeout_s:.0f} s")
+        time.sleep(0.5)
+    return path.read_text().strip()
+
+
+def use_token(token: str) -> None:
+    """Token authentication for this process and the Ray processes it starts."""
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN"] = token
 
 
 def wait_for_port(host: str, port: int, timeout_s: float) -> None:
@@ -101,12 +132,18 @@ class RaySweepJob:
         node_ip = socket.gethostbyname(os.environ.get("SLURMD_NODENAME", env.hostname))
         port = GCS_BASE_PORT + int(env.raw_job_id) % 1000
         cpus = int(os.environ.get("SLURM_CPUS_PER_TASK", "1"))
-        done = Path(os.environ["SUBMITIT_FOLDER"]) / f"{env.job_id}_ray_done"
+        folder = Path(os.environ["SUBMITIT_FOLDER"])
+        done, token_file = folder / f"{env.job_id}_ray_done", folder / f"{env.job_id}_ray_token"
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         if env.global_rank == 0:
             announce(f"Ray head {head_ip}:{port} for {env.num_nodes} nodes")
-            return self._head(node_ip, port, cpus, env.num_nodes, done)
+            use_token(share_token(token_file))
+            try:
+                return self._head(node_ip, port, cpus, env.num_nodes, done)
+            finally:
+                token_file.unlink(missing_ok=True)
         announce(f"Ray worker joining {head_ip}:{port}")
+        use_token(read_token(token_file, self.join_timeout_s))
         wait_for_port(head_ip, port, self.join_timeout_s)
         node = subprocess.Popen(node_command(node_ip, cpus, self.gpus_per_node, head=f"{head_ip}:{port}"))
         try:
