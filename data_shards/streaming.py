@@ -186,7 +186,7 @@ def _build(config: LoaderConfig, train: bool) -> tuple[list[ShardSet], LabelMap,
     return sets, labels, view, rank, world
 
 
-def _sample_filter(config: LoaderConfig, sets: list[ShardSet], train: bool) -> tuple[SampleFilter | None, float]:
+def _sample_filter(config: LoaderConfig, sets: list[ShardSet], labels: LabelMap, train: bool) -> tuple[SampleFilter | None, float]:
     """The filter ``config`` asks for and the fraction of samples it is expected to keep (from manifest counts)."""
     balance = train and config.balance_classes
     if not config.subjects and not balance:
@@ -194,6 +194,8 @@ def _sample_filter(config: LoaderConfig, sets: list[ShardSet], train: bool) -> t
     kept = 1.0
     if config.subjects:
         wanted = set(config.subjects)
+        if not wanted & set(labels.subjects):
+            raise ConfigError(f"subjects: none of {sorted(wanted)[:5]}... is in the subjects of {[s.manifest.path for s in sets]}")
         if not any(s.manifest.counts.subject for s in sets):
             raise ConfigError(f"subjects: {sets[0].manifest.path} records no per-subject counts; rebuild the set or give samples_per_epoch")
         selected = sum(s.num_samples * sum(n for subject, n in s.manifest.counts.subject.items() if subject in wanted)
@@ -215,7 +217,7 @@ def train_loader(config: LoaderConfig, **overrides: Any) -> ShardLoader:
     """Resampled, shuffled, fixed-size training batches; ``len()`` is the same on every rank."""
     config = replace(config, **overrides)
     sets, labels, view, rank, world = _build(config, train=True)
-    keep, kept = _sample_filter(config, sets, train=True)
+    keep, kept = _sample_filter(config, sets, labels, train=True)
     samples = config.samples_per_epoch or int(sum(s.num_samples for s in sets) * kept)
     batches = samples // (config.batch_size * world)
     if batches < 1:
@@ -234,7 +236,7 @@ def eval_loader(config: LoaderConfig, **overrides: Any) -> ShardLoader:
     """
     config = replace(config, **overrides)
     sets, labels, view, rank, world = _build(config, train=False)
-    keep, _ = _sample_filter(config, sets, train=False)
+    keep, _ = _sample_filter(config, sets, labels, train=False)
     workers = max(1, config.num_workers)
     shard_samples = [n for s in sets for n in s.samples]
     per_worker = eval_counts(shard_samples, world * workers)[rank * workers : (rank + 1) * workers]

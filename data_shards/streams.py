@@ -161,7 +161,8 @@ class TrainStream(_Stream):
         rng = np.random.default_rng([self.seed, self.state.epoch, self.state.start_batch, self.rank * workers + worker])
         buffer: list[Sample] = []
         batch: list[tuple[str, torch.Tensor, tuple]] = []
-        produced = 0
+        produced = misses = 0
+        limit = 2 * sum(s.num_samples for s in self.sets) + 1000
         if mine <= 0:
             return
         for sample in self._resampled(rng):
@@ -173,7 +174,11 @@ class TrainStream(_Stream):
                 sample, buffer[slot] = buffer[slot], sample
             decoded = self._decode(sample, rng)
             if decoded is None:
+                misses += 1
+                if misses > limit:
+                    raise RuntimeError(f"no usable sample in {misses} draws: every sample was filtered out or corrupt ({self.counter.local()})")
                 continue
+            misses = 0
             batch.append(decoded)
             if len(batch) == self.batch_size:
                 yield collate(batch)

@@ -113,6 +113,8 @@ def test_subject_filter_keeps_only_those_subjects(demo_shards: dict[str, str]) -
     training = train_loader(LoaderConfig(shards=[manifest.path], batch_size=8, num_workers=0, shuffle_buffer=10, subjects=fold))
     assert len(training) == sum(manifest.counts.subject[s] for s in fold) // 8
     assert {training.subjects[i] for batch in training for i in batch["subject"].tolist()} <= set(fold)
+    with pytest.raises(ConfigError, match="subjects: none of"):
+        train_loader(LoaderConfig(shards=[manifest.path], subjects=["nobody"]))
 
 
 def test_balanced_classes_are_drawn_equally_often(demo_shards: dict[str, str]) -> None:
