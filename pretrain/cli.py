@@ -43,3 +43,20 @@ def fit(
     from pretrain.training import run_pretraining
 
     return run_pretraining(config)
+
+
+def release(checkpoint: str, *, out: str, with_decoder: bool = False) -> str:
+    """Write a trained model as a release folder (model.safetensors + config.json); returns the folder.
+
+    Args:
+        checkpoint: a checkpoint of ours (``.ckpt`` file or DeepSpeed checkpoint folder, e.g.
+            ``runs/demo/pretrain/checkpoints/last.ckpt``), a public MAE/VideoMAE file, or a release folder.
+        out: the new release folder (must not exist or be empty).
+        with_decoder: release the whole masked autoencoder instead of the encoder alone.
+    """
+    from pretrain.release import release_checkpoint
+
+    folder = release_checkpoint(checkpoint, out, with_decoder)
+    print(f"released {'the MAE' if with_decoder else 'the encoder'} of {checkpoint} to {folder}")
+    return str(folder)
+

@@ -1,0 +1,152 @@
+"""Image and clip shard loaders interleaved one modality per step, resumable mid-epoch.
+
+An epoch is ``n_image`` image steps (the image loader's epoch) and
+``round(clip_step_ratio * n_image)`` clip steps (the clip loader is sized to match; with clips
+only, its own epoch). Their order is a permutation drawn from ``(seed, epoch)``, so every rank
+runs the same modality at the same step (token counts differ between modalities; DDP needs
+every rank in the same graph). Each batch carries ``modality``.
+
+Resume: the data module's state (saved in each checkpoint by Lightning) is the epoch and the
+number of batches trained in it, taken from Lightning's progress counters (so batches the
+loop had prefetched but not trained are not counted). A resumed run continues that epoch's
+schedule at that batch, and each loader continues its epoch after the batches already
+consumed (a fresh draw of the rest: nothing is re-read from the start).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+
+from data_shards.streaming import LoaderConfig, ShardLoader, train_loader
+from pretrain.config import PretrainDataConfig, ViTConfig
+
+MODALITY_ORDER = ("image", "clip")
+
+
+def epoch_schedule(image_steps: int, clip_steps: int, seed: int, epoch: int) -> list[str]:
+    """The modality of each step of ``epoch``: a seeded shuffle of image and clip steps."""
+    order = np.array(["image"] * image_steps + ["clip"] * clip_steps)
+    np.random.default_rng([seed, epoch]).shuffle(order)
+    return order.tolist()
+
+
+def loader_config(data: PretrainDataConfig, encoder: ViTConfig, modality: str, seed: int) -> LoaderConfig:
+    """The shard loader settings of one modality from the pretraining data config."""
+    image = modality == "image"
+    return LoaderConfig(
+        shards=list(data.image_shards if image else data.clip_shards),
+        weights=list(data.image_weights if image else data.clip_weights),
+        modality=modality,  # type: ignore[arg-type]
+        batch_size=data.image_batch_size if image else data.clip_batch_size,
+        img_size=encoder.img_size,
+        num_frames=encoder.num_frames,
+        frame_stride=data.clip_stride,
+        crop_scale=tuple(data.crop_scale),  # type: ignore[arg-type]
+        hflip=data.hflip,
+        num_workers=data.num_workers,
+        shuffle_buffer=data.shuffle_buffer,
+        samples_per_epoch=data.samples_per_epoch if image else 0,
+        seed=seed,
+    )
+
+
+class InterleavedBatches:
+    """Iterable of one epoch of interleaved batches for Lightning (``len`` = steps per epoch).
+
+    ``current_epoch`` gives the epoch to produce when iteration starts; ``resume_at`` (epoch,
+    batches done) makes the first iteration of that epoch start mid-way.
+    """
+
+    def __init__(self, loaders: dict[str, ShardLoader], steps: dict[str, int], seed: int, current_epoch: Callable[[], int]) -> None:
+        self.loaders = loaders
+        self.steps = steps
+        self.seed = seed
+        self.current_epoch = current_epoch
+        self.resume_at: tuple[int, int] | None = None
+
+    def __len__(self) -> int:
+        return sum(self.steps.values())
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        epoch = self.current_epoch()
+        order = epoch_schedule(self.steps["image"], self.steps["clip"], self.seed, epoch)
+        start = 0
+        if self.resume_at is not None and self.resume_at[0] == epoch:
+            start = min(self.resume_at[1], len(order))
+        self.resume_at = None
+        iterators = {}
+        for modality, loader in self.loaders.items():
+            loader.load_state_dict({"epoch": epoch, "batches_done": order[:start].count(modality)})
+            iterators[modality] = iter(loader)
+        for modality in order[start:]:
+            batch = next(iterators[modality])
+            batch["modality"] = modality
+            yield batch
+
+
+class PretrainDataModule(pl.LightningDataModule):
+    """Interleaved image/clip training batches from ``data_shards.streaming`` loaders.
+
+    ``world_size`` (processes over all nodes) sizes the epoch before the processes exist;
+    the loaders of each rank are built when Lightning asks for the train loader.
+    """
+
+    def __init__(self, data: PretrainDataConfig, encoder: ViTConfig, seed: int, world_size: int) -> None:
+        super().__init__()
+        self.data = data
+        self.encoder = encoder
+        self.seed = seed
+        self.world_size = world_size
+        self.loaders: dict[str, ShardLoader] = {}
+        self._steps: dict[str, int] | None = None
+        self._batches: InterleavedBatches | None = None
+        self._resume_at: tuple[int, int] | None = None
+
+    def _build_loaders(self, rank: int) -> dict[str, ShardLoader]:
+        loaders: dict[str, ShardLoader] = {}
+        placement = {"rank": rank, "world_size": self.world_size}
+        if self.data.image_shards:
+            loaders["image"] = train_loader(loader_config(self.data, self.encoder, "image", self.seed), **placement)
+        if self.data.clip_shards:
+            clip = loader_config(self.data, self.encoder, "clip", self.seed)
+            if "image" in loaders:  # size the clip epoch to the ratio of image steps
+                if self.data.clip_step_ratio == 0:
+                    return loaders
+                clip_steps = max(1, round(self.data.clip_step_ratio * len(loaders["image"])))
+                clip.samples_per_epoch = clip_steps * clip.batch_size * self.world_size
+            loaders["clip"] = train_loader(clip, **placement)
+        return loaders
+
+    def steps_per_epoch(self) -> dict[str, int]:
+        """Steps of each modality in one epoch; reads the manifests (bad paths fail here)."""
+        if self._steps is None:
+            counted = self._build_loaders(rank=0)
+            self._steps = {m: len(counted[m]) if m in counted else 0 for m in MODALITY_ORDER}
+        return self._steps
+
+    def train_dataloader(self) -> InterleavedBatches:
+        """The interleaved iterable over this rank's loaders (built once; iterated once per epoch)."""
+        if self._batches is None:
+            self.loaders = self._build_loaders(rank=self.trainer.global_rank)
+            self._batches = InterleavedBatches(self.loaders, self.steps_per_epoch(), self.seed, lambda: self.trainer.current_epoch)
+            self._batches.resume_at = self._resume_at
+        return self._batches
+
+    def skipped_samples(self) -> dict[str, int]:
+        """Corrupt samples and truncated shards skipped so far on this rank, by modality and kind."""
+        return {f"{m}_{kind}": count for m, loader in self.loaders.items() for kind, count in loader.skipped.items()}
+
+    def state_dict(self) -> dict[str, int]:
+        """Epoch and batches trained in it (Lightning's progress counters at save time)."""
+        progress = self.trainer.fit_loop.epoch_loop.batch_progress.current
+        return {"epoch": self.trainer.current_epoch, "batches_done": progress.processed}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        """Remember where to continue; applied when the train loader is next iterated."""
+        self._resume_at = (int(state_dict["epoch"]), int(state_dict["batches_done"]))
+        if self._batches is not None:
+            self._batches.resume_at = self._resume_at

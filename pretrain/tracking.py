@@ -1,0 +1,89 @@
+"""MLflow tracking of a training run through Lightning's ``MLFlowLogger``.
+
+The tracking URI is ``tracking.tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else a SQLite
+store ``<run_dir>/mlflow.db`` with artifacts under ``<run_dir>/mlartifacts`` (MLflow 3 refuses
+the plain file store). A remote server is probed before anything trains, so an unreachable one
+fails at once with its URI in the message. A resumed run keeps logging into the same MLflow
+run (its id is kept in ``<run_dir>/mlflow_run.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
+
+from data_shards.config_checks import ConfigError
+from pretrain.config import TrackingConfig
+
+RUN_RECORD = "mlflow_run.json"
+
+
+def resolve_tracking_uri(tracking: TrackingConfig, run_dir: str | Path) -> str:
+    """The tracking URI: the config's, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<run_dir>/mlflow.db``."""
+    uri = tracking.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    return uri or f"sqlite:///{Path(run_dir).resolve() / 'mlflow.db'}"
+
+
+def check_reachable(uri: str, timeout_s: float = 10.0) -> None:
+    """Raise :class:`ConfigError` naming ``uri`` if an ``http(s)`` tracking server does not answer ``/health``."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as answer:
+            if answer.status == 200:
+                return
+            problem = f"/health answered HTTP {answer.status}"
+    except (urllib.error.URLError, OSError) as err:
+        problem = str(getattr(err, "reason", err))
+    raise ConfigError(
+        f"MLflow tracking server {uri} is unreachable ({problem}); start it, or set tracking.tracking_uri "
+        "(or MLFLOW_TRACKING_URI) to a reachable server, or leave both empty for a local SQLite store"
+    )
+
+
+def make_mlflow_logger(tracking: TrackingConfig, run_dir: str | Path, resume: bool = False) -> MLFlowLogger:
+    """Lightning's MLFlowLogger for ``tracking``, checked to be reachable before training starts.
+
+    With ``resume``, the MLflow run recorded in ``run_dir`` (same URI) is continued.
+    """
+    run_dir = Path(run_dir)
+    uri = resolve_tracking_uri(tracking, run_dir)
+    check_reachable(uri)
+    local = uri.startswith("sqlite:///") and not (tracking.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
+    record = run_dir / RUN_RECORD
+    run_id = None
+    if resume and record.is_file():
+        saved = json.loads(record.read_text())
+        run_id = saved["run_id"] if saved.get("tracking_uri") == uri else None
+    return MLFlowLogger(
+        experiment_name=tracking.experiment,
+        run_name=tracking.run_name or None,
+        tracking_uri=uri,
+        artifact_location=(run_dir.resolve() / "mlartifacts").as_uri() if local else None,
+        run_id=run_id,
+    )
+
+
+@rank_zero_only
+def start_tracked_run(logger: MLFlowLogger, tracking_uri: str, params: dict[str, Any], run_dir: str | Path) -> None:
+    """Create (or reopen) the MLflow run, record its id in ``run_dir`` and log ``params`` (nested dicts).
+
+    Re-logging a changed value into a resumed run is refused by MLflow; the first value is kept
+    and a warning says so.
+    """
+    from mlflow.exceptions import MlflowException
+
+    run_dir = Path(run_dir)
+    record = {"tracking_uri": tracking_uri, "experiment_id": logger.experiment_id, "run_id": logger.run_id}
+    (run_dir / RUN_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+    try:
+        logger.log_hyperparams(params)
+    except MlflowException as err:
+        rank_zero_warn(f"MLflow kept the parameters first logged in run {logger.run_id}: {err}")
