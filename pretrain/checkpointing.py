@@ -171,7 +171,7 @@ class LastCheckpoint(pl.Callback):
             self._save(trainer)
 
     def _save(self, trainer: pl.Trainer) -> None:
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # the full training state
         self._last_saved_step = trainer.global_step
 
     def state_dict(self) -> dict[str, Any]:
