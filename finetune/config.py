@@ -165,7 +165,8 @@ class FinetuneDataConfig:
         clip_step_ratio: clip steps per image step in an epoch when both train (joint S4D training).
         crop_scale: min and max area fraction of the random resized crop.
         hflip: random horizontal flip probability.
-        class_balanced: sample expression classes equally often in training (needs expression labels).
+        class_balanced: sample expression classes equally often in training (by manifest counts;
+            samples without an expression label are dropped).
         mixup_alpha: Beta parameter of mixup; 0 = off.
         cutmix_alpha: Beta parameter of cutmix; 0 = off.
         mix_prob: probability that a batch is mixed.

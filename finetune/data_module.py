@@ -26,7 +26,6 @@ from data_shards.decode import LabelMap
 from data_shards.shard_sets import ShardSet, resolve_sets
 from data_shards.streaming import LoaderConfig, ShardLoader, eval_loader, train_loader
 from finetune.config import FinetuneConfig
-from finetune.sample_selection import class_acceptance, select_samples
 from finetune.task_spec import TaskSpec
 from pretrain.config import ViTConfig
 from pretrain.data_module import InterleavedBatches
@@ -134,29 +133,13 @@ class FinetuneDataModule(pl.LightningDataModule):
             shuffle_buffer=data.shuffle_buffer, samples_per_epoch=data.samples_per_epoch, seed=self.config.trainer.seed,
         )
 
-    def _subject_share(self, sets: list[ShardSet], subjects: list[str]) -> float:
-        everyone = {s for shard_set in sets for s in shard_set.manifest.subjects}
-        return len(everyone & set(subjects)) / max(1, len(everyone))
-
     def _train_loader(self, modality: str, samples_per_epoch: int = 0) -> ShardLoader:
         data = self.config.data
-        batch_size = getattr(data, f"{modality}_batch_size")
-        base = self._loader_config(modality, batch_size)
-        if samples_per_epoch:
-            base = dataclasses.replace(base, samples_per_epoch=samples_per_epoch)
-        loader = train_loader(base, shards=getattr(data, f"{modality}_train"))
-        accept = None
-        if data.class_balanced:
-            sets = self._resolved("train", modality)
-            names = _labels_of(sets).class_names
-            counts = [sum(s.manifest.counts.expression.get(str(c), 0) for s in sets) for c in range(len(names))]
-            accept = class_acceptance(counts)
-        if not data.train_subjects and accept is None:
-            return loader
-        length = len(loader)
-        if data.train_subjects and not samples_per_epoch and not data.samples_per_epoch:
-            length = max(1, round(length * self._subject_share(self._resolved("train", modality), data.train_subjects)))
-        return select_samples(loader, data.train_subjects or None, accept, length)
+        base = self._loader_config(modality, getattr(data, f"{modality}_batch_size"))
+        return train_loader(
+            base, shards=getattr(data, f"{modality}_train"), subjects=list(data.train_subjects),
+            balance_classes=data.class_balanced, samples_per_epoch=samples_per_epoch or base.samples_per_epoch,
+        )
 
     def steps_per_epoch(self) -> dict[str, int]:
         """Training steps of each modality per epoch on every rank (reads the manifests)."""
@@ -195,8 +178,7 @@ class FinetuneDataModule(pl.LightningDataModule):
                 continue
             frames = self.encoder.num_frames * (data.test_clips if split == "test" else 1)
             config = dataclasses.replace(self._loader_config(modality, getattr(data, f"{modality}_batch_size")), num_frames=frames)
-            loader = eval_loader(config, shards=shards)
-            loaders.append(select_samples(loader, subjects) if subjects else loader)
+            loaders.append(eval_loader(config, shards=shards, subjects=list(subjects)))
         return loaders
 
     def val_dataloader(self) -> list[ShardLoader]:
