@@ -7,7 +7,8 @@ spread over the nodes. Each Ray node runs as ``ray start --block``, a child of i
 stopped by SIGTERM (never ``ray stop``, which would stop every Ray on the machine). Task 0
 writes a marker in the submitit folder when the sweep ends; the workers then stop too.
 
-The cluster uses Ray's token authentication with a fresh token per job, handed to the workers
+Workers leave first (each marks that it stopped) so that they drain while the head still
+answers; the head stops last. The cluster uses Ray's token authentication with a fresh token per job, handed to the workers
 through a file readable only by the user in the (shared) submitit folder.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -96,8 +98,13 @@ def wait_for_nodes(address: str, count: int, timeout_s: float) -> int:
         ray.shutdown()
 
 
+def start_node(command: list[str]) -> subprocess.Popen:
+    """Run ``ray start --block`` in its own process group, so every Ray process it starts can be stopped."""
+    return subprocess.Popen(command, start_new_session=True)
+
+
 def stop_node(process: subprocess.Popen) -> None:
-    """SIGTERM a ``ray start --block`` process (it stops the Ray processes it started); SIGKILL after 60 s."""
+    """SIGTERM a node started by :func:`start_node` (Ray drains and stops its processes), then SIGKILL leftovers."""
     if process.poll() is None:
         process.terminate()
         try:
@@ -105,6 +112,10 @@ def stop_node(process: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # agents orphaned by a raylet that died first
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 class RaySweepJob:
@@ -138,28 +149,30 @@ class RaySweepJob:
         if env.global_rank == 0:
             announce(f"Ray head {head_ip}:{port} for {env.num_nodes} nodes")
             use_token(share_token(token_file))
+            stopped = [folder / f"{env.job_id}_ray_stopped_{rank}" for rank in range(1, env.num_tasks)]
             try:
-                return self._head(node_ip, port, cpus, env.num_nodes, done)
+                return self._head(node_ip, port, cpus, env.num_nodes, done, stopped)
             finally:
                 token_file.unlink(missing_ok=True)
         announce(f"Ray worker joining {head_ip}:{port}")
         use_token(read_token(token_file, self.join_timeout_s))
         wait_for_port(head_ip, port, self.join_timeout_s)
-        node = subprocess.Popen(node_command(node_ip, cpus, self.gpus_per_node, head=f"{head_ip}:{port}"))
+        node = start_node(node_command(node_ip, cpus, self.gpus_per_node, head=f"{head_ip}:{port}"))
         try:
             while not done.exists() and node.poll() is None:
                 time.sleep(1.0)
         finally:
             stop_node(node)
+            (folder / f"{env.job_id}_ray_stopped_{env.global_rank}").touch()
         if not done.exists():
             raise RuntimeError(f"the Ray worker on {node_ip} stopped (exit {node.returncode}) before the sweep ended")
         return f"Ray worker on {node_ip} done"
 
-    def _head(self, node_ip: str, port: int, cpus: int, num_nodes: int, done: Path) -> dict[str, Any]:
+    def _head(self, node_ip: str, port: int, cpus: int, num_nodes: int, done: Path, stopped: list[Path]) -> dict[str, Any]:
         from finetune.sweep import run_sweep
 
         address = f"{node_ip}:{port}"
-        head = subprocess.Popen(node_command(node_ip, cpus, self.gpus_per_node, port=port))
+        head = start_node(node_command(node_ip, cpus, self.gpus_per_node, port=port))
         try:
             wait_for_port(node_ip, port, self.join_timeout_s)
             alive = wait_for_nodes(address, num_nodes, self.join_timeout_s)
@@ -167,5 +180,8 @@ class RaySweepJob:
             outcome = run_sweep(address=address, **self.sweep_args)
         finally:
             done.touch()
+            deadline = time.monotonic() + 90
+            while not all(path.exists() for path in stopped) and time.monotonic() < deadline:
+                time.sleep(0.5)  # workers drain while the head still answers
             stop_node(head)
         return {key: str(value) if isinstance(value, Path) else value for key, value in dataclasses.asdict(outcome).items()}
