@@ -1,0 +1,47 @@
+"""Fine-tuning as a SLURM job array: one element per subject-exclusive fold, then the folds.json summary job."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import run_slurm_cli, wait_until_ended
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+
+def test_fold_array_trains_each_fold_then_summarises(slurm_cluster: str, demo_shards: dict[str, str], tmp_path: Path) -> None:
+    recipe = tmp_path / "recipe.yaml"
+    output = tmp_path / "finetune"
+    recipe.write_text(yaml.safe_dump({
+        "model": {
+            "init": "",  # a random tiny encoder: this tests the job array, not the pretrained weights
+            "encoder": {"img_size": 32, "patch_size": 8, "num_frames": 2, "tubelet_size": 2, "embed_dim": 32, "depth": 2, "num_heads": 2},
+            "drop_path_rate": 0.0, "moae": {"top_blocks": 1, "num_experts": 2, "top_k": 1},
+        },
+        "tasks": {"tasks": ["au"]},
+        "data": {"image_train": [demo_shards["images-train"]], "image_batch_size": 16, "num_workers": 0, "shuffle_buffer": 50},
+        "trainer": {"output_dir": str(output), "max_epochs": 1, "accelerator": "cpu", "precision": "32",
+                    "log_every_n_steps": 1, "checkpoint_every_n_steps": 1000},
+        "eval": {"monitor": "val/au_f1_valthr_image", "identity_probe": False},
+    }))  # fmt: skip
+    folder = tmp_path / "submitit"
+    done = run_slurm_cli("submit", "finetune", "--config", str(recipe), "--folds", "2", "--val-fraction", "0.25",
+                         "--time", "00:10:00", "--folder", str(folder))
+    ids = re.findall(r"submitted \S+ job (\S+):", done.stdout)
+    array_id = ids[0].split("_")[0]
+    assert ids[:2] == [f"{array_id}_0", f"{array_id}_1"] and len(ids) == 3
+
+    for job_id in ids:
+        assert wait_until_ended(folder, job_id, timeout_s=300) == "COMPLETED", run_slurm_cli("status", "--job-id", job_id, "--folder", str(folder)).stdout
+    for fold in (0, 1):
+        result = json.loads((output / f"fold{fold}" / "result.json").read_text())
+        assert result["test"], f"fold {fold} was tested"
+    summary = json.loads((output / "folds.json").read_text())
+    assert summary["k"] == 2 and summary["finished"] == [0, 1] and summary["mean"]
+    status = run_slurm_cli("status", "--folder", str(folder)).stdout
+    assert status.count("COMPLETED") == 3 and "finetune-summary" in status
