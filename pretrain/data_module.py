@@ -20,6 +20,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
+from lightning.pytorch.utilities import rank_zero_info
 
 from data_shards.streaming import LoaderConfig, ShardLoader, train_loader
 from pretrain.config import PretrainDataConfig, ViTConfig
@@ -78,6 +79,12 @@ class InterleavedBatches:
         if self.resume_at is not None and self.resume_at[0] == epoch:
             start = min(self.resume_at[1], len(order))
         self.resume_at = None
+        if start:
+            done = order[:start]
+            rank_zero_info(
+                f"data: epoch {epoch} continues after batch {start} of {len(order)} "
+                f"({done.count('image')} image and {done.count('clip')} clip batches already trained)"
+            )
         iterators = {}
         for modality, loader in self.loaders.items():
             loader.load_state_dict({"epoch": epoch, "batches_done": order[:start].count(modality)})
