@@ -27,6 +27,7 @@ from finetune.config import FinetuneConfig
 from finetune.search_space import SearchSpace, apply_overrides, load_search_space, sample_values, to_tune
 
 LOWER_IS_BETTER = ("loss", "error", "mae", "mse")
+PBT_KEEP = 3  # latest checkpoints kept per trial under PBT: a clone must still find its donor's
 
 
 @dataclass
@@ -152,6 +153,7 @@ def sweep_recipe(
     except BaseException:
         client.set_terminated(parent, status="FAILED")
         raise
+    settle_child_runs(client, parent, results, space.scheduler.kind)
     log_outcome(client, parent, outcome)
     print_outcome(outcome)
     return outcome
@@ -228,13 +230,22 @@ def tune_trials(
             ),
             run_config=tune.RunConfig(
                 name="ray", storage_path=str(folder), verbose=1,
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=metric, checkpoint_score_order=mode),
+                checkpoint_config=checkpoint_policy(space, metric, mode),
             ),
         )  # fmt: skip
         return tuner.fit()
     finally:
         if started_here:
             ray.shutdown()
+
+
+def checkpoint_policy(space: SearchSpace, metric: str, mode: str) -> Any:
+    """Which trial checkpoints Ray keeps: ASHA the best one; PBT the 3 latest (it clones the latest)."""
+    from ray import tune
+
+    if space.scheduler.kind == "pbt":
+        return tune.CheckpointConfig(num_to_keep=PBT_KEEP)
+    return tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=metric, checkpoint_score_order=mode)
 
 
 def make_scheduler(space: SearchSpace, metric: str, mode: str, max_epochs: int) -> Any:
@@ -293,6 +304,23 @@ def write_atomically(path: Path, text: str) -> None:
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(text)
     temporary.replace(path)
+
+
+def settle_child_runs(client: Any, parent: str, results: Any, kind: str) -> None:
+    """Mark trial runs the scheduler stopped (ASHA pruning, PBT hand-overs) as KILLED, not FAILED or RUNNING.
+
+    A stopped trial's process is interrupted, which leaves its MLflow run RUNNING or FAILED; only
+    trials that really raised keep FAILED.
+    """
+    errored = [Path(result.path).name for result in results if result.error is not None]  # <trial name>_<n>_<values>
+    experiment_id = client.get_run(parent).info.experiment_id
+    for run in client.search_runs([experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}'", max_results=10000):
+        name = run.data.tags.get("ray.trial_name", "")
+        raised = run.info.status == "FAILED" and any(folder.startswith(f"{name}_") for folder in errored)
+        if run.info.status == "FINISHED" or raised:
+            continue
+        client.set_tag(run.info.run_id, "sweep.stopped_by", kind)
+        client.set_terminated(run.info.run_id, status="KILLED")
 
 
 def log_outcome(client: Any, parent: str, outcome: SweepOutcome) -> None:

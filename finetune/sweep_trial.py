@@ -32,7 +32,8 @@ def train_trial(params: dict[str, Any], *, base_config: FinetuneConfig, metric: 
     """Fine-tune with ``params`` and report ``metric`` after each validation (Ray Tune function trainable).
 
     A checkpoint handed over by PBT (or a restarted trial) is resumed from, keeping this trial's
-    optimiser settings (:class:`~finetune.tune_report.KeepTrialHyperparameters`).
+    optimiser settings (:class:`~finetune.tune_report.KeepTrialHyperparameters`), in a segment
+    folder of its own: its values differ from the segment before, so it is a new MLflow child run.
     """
     from ray import tune
 
@@ -43,11 +44,11 @@ def train_trial(params: dict[str, Any], *, base_config: FinetuneConfig, metric: 
     context = tune.get_context()
     name = context.get_trial_name()
     handed = tune.get_checkpoint()
-    resume = "never"
-    if handed is not None:
-        local = Path(handed.to_directory())
-        resume = str(local / CHECKPOINT_FILE)
-    config = trial_config(base_config, params, Path(trials_dir) / name, tracking_uri, name, resume)
+    trial_dir, resume = Path(trials_dir) / name, "never"
+    if handed is not None:  # a PBT hand-over (or a restart): a new segment folder, so a new MLflow child run
+        resume = str(Path(handed.to_directory()) / CHECKPOINT_FILE)
+        trial_dir = trial_dir / f"resumed-{len(list(trial_dir.glob('resumed-*'))) + 1}"
+    config = trial_config(base_config, params, trial_dir, tracking_uri, name, resume)
     tags = {"ray.trial_id": context.get_trial_id(), "ray.trial_name": name}
     callbacks = [TuneReportCallback(metric, parent_run_id, tags), *([KeepTrialHyperparameters()] if handed else [])]
     run_finetuning(config, extra_callbacks=callbacks)

@@ -73,6 +73,8 @@ parameters:
     assert parent.data.metrics["pruned_trials"] == outcome.pruned
     children = client.search_runs([parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{outcome.parent_run_id}'")
     assert len(children) == 4
+    statuses = [run.info.status for run in children]  # pruned trials are KILLED, not left RUNNING or FAILED
+    assert set(statuses) <= {"FINISHED", "KILLED"} and statuses.count("KILLED") >= outcome.pruned
     assert {run.data.tags["ray.trial_id"] for run in children} and all("val/au_f1_valthr_image" in run.data.metrics for run in children)
     assert {float(run.data.params["optim/base_lr"]) for run in children} == {2.0e-3, 1.0e-6}
 
