@@ -13,52 +13,27 @@ sweep's run and printed.
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import math
 import os
-import shutil
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from data_shards.config_checks import ConfigError, validate
-from finetune.config import FinetuneConfig
+from finetune.config import (
+    EvalConfig,
+    FinetuneConfig,
+    FinetuneDataConfig,
+    FinetuneModelConfig,
+    FinetuneOptimConfig,
+    IATConfig,
+    TasksConfig,
+)
+from finetune.cli import DEFAULT_TRACKING, DEFAULT_TRAINER
 from finetune.search_space import SearchSpace, apply_overrides, load_search_space, sample_values, to_tune
+from finetune.sweep_results import SweepOutcome, log_outcome, open_sweep_run, print_outcome, settle_child_runs, write_best
+from pretrain.config import TrackingConfig, TrainerConfig
 
 LOWER_IS_BETTER = ("loss", "error", "mae", "mse")
 PBT_KEEP = 3  # latest checkpoints kept per trial under PBT: a clone must still find its donor's
-
-
-@dataclass
-class SweepOutcome:
-    """What a sweep leaves behind.
-
-    Args:
-        folder: the sweep folder (trials, Ray's records, ``best/``).
-        metric: the optimised validation metric; ``mode`` says whether higher is better.
-        mode: ``max`` or ``min``.
-        best_value: the best trial's best value of ``metric``.
-        best_params: the best trial's sampled values (dotted recipe keys).
-        best_config: ``best/config.yaml``: the whole recipe of the best trial.
-        best_checkpoint: ``best/checkpoint.ckpt``: the best trial's checkpoint at its best validation.
-        parent_run_id: the sweep's MLflow run; each trial is a child run of it.
-        tracking_uri: where that run lives.
-        trials: number of trials run.
-        pruned: trials stopped before ``trainer.max_epochs`` validations.
-    """
-
-    folder: Path
-    metric: str
-    mode: str
-    best_value: float
-    best_params: dict[str, Any]
-    best_config: Path
-    best_checkpoint: Path
-    parent_run_id: str
-    tracking_uri: str
-    trials: int
-    pruned: int
 
 
 def objective(space: SearchSpace, config: FinetuneConfig) -> tuple[str, str]:
@@ -75,7 +50,7 @@ def objective(space: SearchSpace, config: FinetuneConfig) -> tuple[str, str]:
 def load_finetune_recipe(config_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> FinetuneConfig:
     """The fine-tuning recipe as ``python -m finetune fit --config`` would read it, validated."""
     from data_shards.cli_support import load_recipe
-    from finetune.cli import fit
+    from finetune.cli import fit  # its signature is the recipe's schema
 
     return validate(FinetuneConfig(**load_recipe(fit, str(config_path), list(overrides))), source=str(config_path))
 
@@ -166,23 +141,6 @@ def sweep_tracking_uri(config: FinetuneConfig, folder: Path) -> str:
     return resolve_tracking_uri(config.tracking, folder)
 
 
-def open_sweep_run(client: Any, config: FinetuneConfig, folder: Path, space_path: Path, num_samples: int, metric: str, mode: str, kind: str) -> str:
-    """Create the sweep's MLflow run (the trials' parent) with the sweep's settings; return its id."""
-    experiment = client.get_experiment_by_name(config.tracking.experiment)
-    if experiment is None:
-        local = client.tracking_uri.startswith("sqlite:///")
-        location = (folder / "mlartifacts").as_uri() if local else None
-        experiment_id = client.create_experiment(config.tracking.experiment, artifact_location=location)
-    else:
-        experiment_id = experiment.experiment_id
-    run_name = config.tracking.run_name or f"sweep-{folder.name}"
-    run = client.create_run(experiment_id, run_name=run_name, tags={"face.sweep": "true"})
-    for key, value in {"num_samples": num_samples, "metric": metric, "mode": mode, "scheduler": kind, "search_space": space_path.name}.items():
-        client.log_param(run.info.run_id, key, value)
-    client.log_artifact(run.info.run_id, str(space_path))
-    return run.info.run_id
-
-
 def tune_trials(
     config: FinetuneConfig,
     space: SearchSpace,
@@ -263,85 +221,57 @@ def make_scheduler(space: SearchSpace, metric: str, mode: str, max_epochs: int) 
     return ASHAScheduler(time_attr="training_iteration", max_t=max_epochs, grace_period=settings.grace_period, reduction_factor=settings.reduction_factor)
 
 
-def write_best(results: Any, config: FinetuneConfig, metric: str, mode: str, folder: Path, tracking_uri: str, parent: str) -> SweepOutcome:
-    """Pick the best trial (best value at any validation) and write its recipe, checkpoint and summary."""
-    import yaml
-
-    from finetune.tune_report import CHECKPOINT_FILE
-
-    errors = [result.error for result in results if result.error is not None]
-    if len(errors) == len(results):
-        raise RuntimeError(f"every trial of the sweep failed; the first error: {errors[0]!r}")
-    best = results.get_best_result(metric=metric, mode=mode, scope="all")
-    checkpoint = best.get_best_checkpoint(metric=metric, mode=mode)
-    if checkpoint is None:
-        raise RuntimeError(f"the best trial ({best.path}) reported no checkpoint")
-    params = {key: best.config[key] for key in sorted(best.config)}
-    values = best.metrics_dataframe[metric]
-    best_value = float(values.max() if mode == "max" else values.min())
-    out = folder / "best"
-    out.mkdir(exist_ok=True)
-    best_config = out / "config.yaml"
-    recipe = dataclasses.asdict(apply_overrides(config, params))
-    write_atomically(best_config, yaml.safe_dump(json.loads(json.dumps(recipe)), sort_keys=False))
-    best_checkpoint = out / CHECKPOINT_FILE
-    with checkpoint.as_directory() as local:
-        shutil.copyfile(Path(local) / CHECKPOINT_FILE, best_checkpoint.with_suffix(".tmp"))
-        best_checkpoint.with_suffix(".tmp").replace(best_checkpoint)
-    iterations = [int(r.metrics.get("training_iteration", 0)) for r in results if r.metrics]
-    outcome = SweepOutcome(
-        folder=folder, metric=metric, mode=mode, best_value=best_value, best_params=params,
-        best_config=best_config, best_checkpoint=best_checkpoint, parent_run_id=parent,
-        tracking_uri=tracking_uri, trials=len(results), pruned=sum(i < config.trainer.max_epochs for i in iterations),
-    )  # fmt: skip
-    summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(outcome).items()}
-    write_atomically(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    return outcome
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary name beside ``path``, then rename it into place."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text)
-    temporary.replace(path)
+def sweep(
+    search_space: str = "",
+    num_samples: int = 4,
+    scheduler: Literal["", "asha", "pbt"] = "",
+    address: str = "",
+    num_cpus: int = 0,
+    cpus_per_trial: float = 1.0,
+    gpus_per_trial: float = 0.0,
+    max_concurrent_trials: int = 0,
+    sweep_dir: str = "",
+    model: FinetuneModelConfig = FinetuneModelConfig(),
+    tasks: TasksConfig = TasksConfig(),
+    iat: IATConfig = IATConfig(),
+    data: FinetuneDataConfig = FinetuneDataConfig(),
+    optim: FinetuneOptimConfig = FinetuneOptimConfig(),
+    trainer: TrainerConfig = DEFAULT_TRAINER,
+    tracking: TrackingConfig = DEFAULT_TRACKING,
+    eval: EvalConfig = EvalConfig(),
+) -> str:
+    """Ray Tune sweep of a fine-tuning recipe (``--config``) over a sweep file; prints the best trial.
 
+    One Lightning fine-tune per trial; ASHA stops weak trials (or PBT clones strong ones); each
+    trial is an MLflow child run of the sweep's run. Writes ``<sweep_dir>/best/config.yaml``,
+    ``best/checkpoint.ckpt`` and ``best/summary.json``; returns the best checkpoint's path.
 
-def settle_child_runs(client: Any, parent: str, results: Any, kind: str) -> None:
-    """Mark trial runs the scheduler stopped (ASHA pruning, PBT hand-overs) as KILLED, not FAILED or RUNNING.
-
-    A stopped trial's process is interrupted, which leaves its MLflow run RUNNING or FAILED; only
-    trials that really raised keep FAILED.
+    Args:
+        search_space: sweep file (``configs/sweeps/tiny.yaml``): recipe keys, distributions, scheduler, metric.
+        num_samples: trials to sample (times the size of any ``grid``).
+        scheduler: ``asha`` or ``pbt`` instead of the sweep file's; empty = the file's.
+        address: Ray cluster to join (``auto``, ``host:port``); empty = start Ray in this process.
+        num_cpus: cores for a Ray started here; 0 = all.
+        cpus_per_trial: cores reserved per trial.
+        gpus_per_trial: GPUs reserved per trial.
+        max_concurrent_trials: trials at once; 0 = as many as the resources allow.
+        sweep_dir: sweep folder; empty = ``<trainer.output_dir>-sweep``.
+        model: the pretrained encoder to start from, MoAE, freezing.
+        tasks: AU detection and/or expression recognition, loss options.
+        iat: identity-adversarial training.
+        data: shard sets per split and modality, batches, augmentation.
+        optim: AdamW, layer-wise lr decay, warmup and cosine.
+        trainer: devices, strategy, precision, duration, checkpoints (per trial).
+        tracking: MLflow tracking (the sweep's run and its trials).
+        eval: model selection (``eval.monitor`` is the default sweep metric).
     """
-    errored = [Path(result.path).name for result in results if result.error is not None]  # <trial name>_<n>_<values>
-    experiment_id = client.get_run(parent).info.experiment_id
-    for run in client.search_runs([experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}'", max_results=10000):
-        name = run.data.tags.get("ray.trial_name", "")
-        raised = run.info.status == "FAILED" and any(folder.startswith(f"{name}_") for folder in errored)
-        if run.info.status == "FINISHED" or raised:
-            continue
-        client.set_tag(run.info.run_id, "sweep.stopped_by", kind)
-        client.set_terminated(run.info.run_id, status="KILLED")
-
-
-def log_outcome(client: Any, parent: str, outcome: SweepOutcome) -> None:
-    """Record the best trial on the sweep's MLflow run and close it."""
-    value = outcome.best_value if math.isfinite(outcome.best_value) else float("nan")
-    client.log_metric(parent, f"best_{outcome.metric.replace('/', '_')}", value)
-    client.log_metric(parent, "trials", outcome.trials)
-    client.log_metric(parent, "pruned_trials", outcome.pruned)
-    for key, param in outcome.best_params.items():
-        client.log_param(parent, f"best.{key}", param)
-    client.log_artifact(parent, str(outcome.best_config))
-    client.log_artifact(parent, str(outcome.best_config.parent / "summary.json"))
-    client.set_terminated(parent, status="FINISHED")
-
-
-def print_outcome(outcome: SweepOutcome) -> None:
-    """Print the best trial for the person who ran the sweep."""
-    print(f"[sweep] {outcome.trials} trials ({outcome.pruned} stopped early) in {outcome.folder}")
-    print(f"[sweep] best {outcome.metric} = {outcome.best_value:.4f} ({outcome.mode}) with:")
-    for key, value in outcome.best_params.items():
-        print(f"[sweep]   {key}: {value}")
-    print(f"[sweep] best recipe: {outcome.best_config}")
-    print(f"[sweep] best checkpoint: {outcome.best_checkpoint}")
-    print(f"[sweep] MLflow: run {outcome.parent_run_id} at {outcome.tracking_uri}")
+    if not search_space:
+        raise ConfigError("--search_space: give the sweep file, e.g. --search_space configs/sweeps/tiny.yaml")
+    config = FinetuneConfig(model, tasks, iat, data, optim, trainer, tracking, eval)
+    outcome = sweep_recipe(
+        config, search_space, num_samples, address or None, num_cpus or None, cpus_per_trial, gpus_per_trial,
+        max_concurrent_trials, sweep_dir or None, scheduler or None,
+    )  # fmt: skip
+    return str(outcome.best_checkpoint)
