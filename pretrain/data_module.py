@@ -6,11 +6,12 @@ only, its own epoch). Their order is a permutation drawn from ``(seed, epoch)``,
 runs the same modality at the same step (token counts differ between modalities; DDP needs
 every rank in the same graph). Each batch carries ``modality``.
 
-Resume: the data module's state (saved in each checkpoint by Lightning) is the epoch and the
-number of batches trained in it, taken from Lightning's progress counters (so batches the
-loop had prefetched but not trained are not counted). A resumed run continues that epoch's
-schedule at that batch, and each loader continues its epoch after the batches already
-consumed (a fresh draw of the rest: nothing is re-read from the start).
+Resume: the interleaved loader is stateful the way Lightning expects (its state is saved in
+each checkpoint under the fit loop): the epoch and the number of batches trained in it, taken
+from Lightning's progress counters (so a batch the loop had prefetched but not trained is not
+counted). A resumed run continues that epoch's schedule at that batch, and each shard loader
+continues its epoch after the batches already consumed (a fresh draw of the rest: nothing is
+re-read from the start).
 """
 
 from __future__ import annotations
@@ -58,22 +59,32 @@ def loader_config(data: PretrainDataConfig, encoder: ViTConfig, modality: str, s
 class InterleavedBatches:
     """Iterable of one epoch of interleaved batches for Lightning (``len`` = steps per epoch).
 
-    ``current_epoch`` gives the epoch to produce when iteration starts; ``resume_at`` (epoch,
-    batches done) makes the first iteration of that epoch start mid-way.
+    ``position`` gives (epoch, batches trained in it): the epoch to produce when iteration
+    starts, and the state saved in checkpoints. ``resume_at`` (epoch, batches done), set by
+    :meth:`load_state_dict`, makes the first iteration of that epoch start mid-way.
     """
 
-    def __init__(self, loaders: dict[str, ShardLoader], steps: dict[str, int], seed: int, current_epoch: Callable[[], int]) -> None:
+    def __init__(self, loaders: dict[str, ShardLoader], steps: dict[str, int], seed: int, position: Callable[[], tuple[int, int]]) -> None:
         self.loaders = loaders
         self.steps = steps
         self.seed = seed
-        self.current_epoch = current_epoch
+        self.position = position
         self.resume_at: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return sum(self.steps.values())
 
+    def state_dict(self) -> dict[str, int]:
+        """The epoch and the batches of it trained so far."""
+        epoch, batches_done = self.position()
+        return {"epoch": epoch, "batches_done": batches_done}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        """Continue after ``batches_done`` batches of ``epoch`` at the next iteration."""
+        self.resume_at = (int(state_dict["epoch"]), int(state_dict["batches_done"]))
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        epoch = self.current_epoch()
+        epoch = self.position()[0]
         order = epoch_schedule(self.steps["image"], self.steps["clip"], self.seed, epoch)
         start = 0
         if self.resume_at is not None and self.resume_at[0] == epoch:
@@ -111,7 +122,6 @@ class PretrainDataModule(pl.LightningDataModule):
         self.loaders: dict[str, ShardLoader] = {}
         self._steps: dict[str, int] | None = None
         self._batches: InterleavedBatches | None = None
-        self._resume_at: tuple[int, int] | None = None
 
     def _build_loaders(self, rank: int) -> dict[str, ShardLoader]:
         loaders: dict[str, ShardLoader] = {}
@@ -139,21 +149,13 @@ class PretrainDataModule(pl.LightningDataModule):
         """The interleaved iterable over this rank's loaders (built once; iterated once per epoch)."""
         if self._batches is None:
             self.loaders = self._build_loaders(rank=self.trainer.global_rank)
-            self._batches = InterleavedBatches(self.loaders, self.steps_per_epoch(), self.seed, lambda: self.trainer.current_epoch)
-            self._batches.resume_at = self._resume_at
+            self._batches = InterleavedBatches(self.loaders, self.steps_per_epoch(), self.seed, self.position)
         return self._batches
+
+    def position(self) -> tuple[int, int]:
+        """The current epoch and the batches of it trained so far (Lightning's progress counters)."""
+        return self.trainer.current_epoch, self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
 
     def skipped_samples(self) -> dict[str, int]:
         """Corrupt samples and truncated shards skipped so far on this rank, by modality and kind."""
         return {f"{m}_{kind}": count for m, loader in self.loaders.items() for kind, count in loader.skipped.items()}
-
-    def state_dict(self) -> dict[str, int]:
-        """Epoch and batches trained in it (Lightning's progress counters at save time)."""
-        progress = self.trainer.fit_loop.epoch_loop.batch_progress.current
-        return {"epoch": self.trainer.current_epoch, "batches_done": progress.processed}
-
-    def load_state_dict(self, state_dict: dict[str, int]) -> None:
-        """Remember where to continue; applied when the train loader is next iterated."""
-        self._resume_at = (int(state_dict["epoch"]), int(state_dict["batches_done"]))
-        if self._batches is not None:
-            self._batches.resume_at = self._resume_at

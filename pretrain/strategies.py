@@ -81,8 +81,8 @@ class CPUDeepSpeedStrategy(AtomicDeepSpeedStrategy):
 
     @property
     def root_device(self) -> torch.device:
-        """Always the CPU."""
-        return torch.device("cpu")
+        """The CPU, indexed by local rank (DeepSpeed reads the index as its device rank)."""
+        return torch.device("cpu", self.local_rank)
 
 
 def deepspeed_config(trainer: TrainerConfig, micro_batch_size: int) -> dict[str, Any]:

@@ -47,10 +47,10 @@ def test_interleaved_batches_resume_mid_epoch(shards: dict[str, str], tmp_path: 
     steps = data.steps_per_epoch()
     assert steps == {"image": 17, "clip": 4}  # 140 images / 8; clips sized to round(0.25 * 17)
     loaders = data._build_loaders(rank=0)
-    whole = InterleavedBatches(loaders, steps, seed=0, current_epoch=lambda: 1)
+    whole = InterleavedBatches(loaders, steps, seed=0, position=lambda: (1, 0))
     full = [(b["modality"], b["key"]) for b in whole]
     assert [m for m, _ in full] == epoch_schedule(17, 4, 0, 1)
-    resumed = InterleavedBatches(loaders, steps, seed=0, current_epoch=lambda: 1)
+    resumed = InterleavedBatches(loaders, steps, seed=0, position=lambda: (1, 0))
     resumed.resume_at = (1, 9)
     rest = [(b["modality"], b["key"]) for b in resumed]
     assert [m for m, _ in rest] == [m for m, _ in full[9:]]  # the schedule continues at batch 9
@@ -81,7 +81,7 @@ def test_tiny_pretraining_end_to_end(shards: dict[str, str], tmp_path: Path) -> 
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)  # no pickled objects
     assert checkpoint["global_step"] == 63
     assert checkpoint["hyper_parameters"]["model_config"] == dataclasses.asdict(config.model)
-    assert checkpoint["PretrainDataModule"] == {"epoch": 2, "batches_done": 21}
+    assert checkpoint["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [{"epoch": 2, "batches_done": 21}]
     assert json.loads((run_dir / "config.json").read_text())["trainer"]["max_epochs"] == 3
 
     from mlflow.tracking import MlflowClient
