@@ -60,6 +60,16 @@ class Plan:
             params["ntasks_per_node"] = 1
         return params
 
+    @property
+    def final_stage(self) -> str:
+        """Registry name of the ``after`` job (``shards-merge``, ``finetune-summary``)."""
+        return f"{self.stage}-{FINAL_STEP[self.stage]}"
+
+    def after_sbatch(self, array_id: str) -> dict[str, Any]:
+        """Parameters of the ``after`` job: one task, started once array ``array_id`` has succeeded."""
+        single = replace(self.resources, nodes=1, tasks_per_node=1, gpus_per_node=0)
+        return {**sbatch_parameters(single, f"face-{self.final_stage}"), "dependency": f"afterok:{array_id}"}
+
 
 def plan_submission(
     stage: str,
@@ -115,10 +125,8 @@ def render_plan(plan: Plan) -> str:
     parts = [f"# sbatch script ({len(plan.jobs)} job{'s' if len(plan.jobs) > 1 else ''}, folder {plan.folder})"]
     parts.append(_make_sbatch_string(command=_submitit_command(plan.folder), folder=plan.folder, **params))
     if plan.after is not None:
-        after = sbatch_parameters(replace(plan.resources, nodes=1, tasks_per_node=1, gpus_per_node=0), f"face-{plan.stage}-{FINAL_STEP[plan.stage]}")
-        after["dependency"] = "afterok:ARRAY_JOB_ID"
         parts.append(f"# then, once every array element succeeded: {plan.after.name}")
-        parts.append(_make_sbatch_string(command=_submitit_command(plan.folder), folder=plan.folder, **after))
+        parts.append(_make_sbatch_string(command=_submitit_command(plan.folder), folder=plan.folder, **plan.after_sbatch("ARRAY_JOB_ID")))
     for planned in plan.jobs + ([plan.after] if plan.after else []):
         parts.append(f"# resolved config of {planned.name} -> {planned.output}")
         parts.append(yaml.safe_dump(_plain(planned.config), sort_keys=False).rstrip())
@@ -160,13 +168,11 @@ def submit_plan(plan: Plan) -> list[JobRecord]:
         JobRecord(job.job_id, plan.stage, planned.name, planned.output, plan.tasks, now)
         for job, planned in zip(submitted, plan.jobs)
     ]
+    append_records(plan.folder, records)  # recorded at once: the array runs even if what follows fails
     if plan.after is not None:
-        array_id = submitted[0].job_id.split("_")[0]
-        single = replace(plan.resources, nodes=1, tasks_per_node=1, gpus_per_node=0)
-        final = f"{plan.stage}-{FINAL_STEP[plan.stage]}"
-        after_params = {**sbatch_parameters(single, f"face-{final}"), "dependency": f"afterok:{array_id}"}
-        after_executor = _executor(plan.folder, single, after_params)
+        after_executor = _executor(plan.folder, plan.resources, plan.after_sbatch(submitted[0].job_id.split("_")[0]))
         job = _submit(lambda: after_executor.submit(plan.after.job))
-        records.append(JobRecord(job.job_id, final, plan.after.name, plan.after.output, 1, now))
-    append_records(plan.folder, records)
+        after = JobRecord(job.job_id, plan.final_stage, plan.after.name, plan.after.output, 1, now)
+        append_records(plan.folder, [after])
+        records.append(after)
     return records
