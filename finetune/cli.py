@@ -62,9 +62,13 @@ def evaluate(run_dir: str, checkpoint: str = "best", image_test: list[str] | Non
         image_test: image shard sets to test on instead of the recipe's ``data.image_test``.
         clip_test: clip shard sets to test on instead of the recipe's ``data.clip_test``.
     """
+    import json
+
     from finetune.training import evaluate_run
 
-    return evaluate_run(run_dir, checkpoint, image_test, clip_test)
+    results = evaluate_run(run_dir, checkpoint, image_test, clip_test)
+    print(json.dumps(results, indent=1))
+    return results
 
 
 def folds(

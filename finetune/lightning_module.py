@@ -214,9 +214,9 @@ class FinetuneModule(pl.LightningModule):
     def _summarise(self, stage: str) -> dict[str, float]:
         results: dict[str, float] = {}
         for name, metric in self.metrics[stage].items():
-            if not metric.update_called:
-                continue
             modality = name.split("_", 1)[1]
+            if not getattr(self.config.data, f"{modality}_{stage}"):
+                continue  # decided from the config, not from this rank's batches: every rank must sync alike
             if name.startswith("au_"):
                 results.update(self._summarise_au(stage, name, modality, metric))
             else:
