@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import nn
@@ -63,19 +64,9 @@ def warmup_cosine(step: int, total: int, warmup: int, base: float, min_lr: float
     return min_lr + (base - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-class WarmupCosineFactor:
-    """``LambdaLR`` factor of :func:`warmup_cosine` relative to ``base``; holds only numbers.
-
-    A class rather than a closure so the scheduler's state dict (which stores a callable's
-    attributes) stays plain data and loads with ``torch.load(weights_only=True)``.
-    """
-
-    def __init__(self, total: int, warmup: int, base: float, min_lr: float) -> None:
-        self.total, self.warmup, self.base, self.min_lr = total, warmup, base, min_lr
-
-    def __call__(self, step: int) -> float:
-        """Factor multiplying each group's initial lr at optimiser ``step``."""
-        return warmup_cosine(step, self.total, self.warmup, self.base, self.min_lr) / self.base
+def warmup_cosine_factor(step: int, total: int, warmup: int, base: float, min_lr: float) -> float:
+    """:func:`warmup_cosine` relative to ``base``: the ``LambdaLR`` factor of each group's initial lr."""
+    return warmup_cosine(step, total, warmup, base, min_lr) / base
 
 
 def build_adamw(
@@ -85,5 +76,8 @@ def build_adamw(
     for group in groups:
         group["lr"] = lr * group["lr_scale"]
     optimizer = torch.optim.AdamW(groups, lr=lr, betas=betas)
-    factor = WarmupCosineFactor(total_steps, warmup_steps, lr, min_lr)
+    # A partial (not a closure or an object with attributes): LambdaLR saves nothing of it, so
+    # the state stays plain data and a resumed run follows its own config's length (same
+    # config: same schedule; a longer run stretches the cosine from the restored step).
+    factor = partial(warmup_cosine_factor, total=total_steps, warmup=warmup_steps, base=lr, min_lr=min_lr)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
