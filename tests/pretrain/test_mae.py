@@ -148,3 +148,14 @@ def test_flop_formula_matches_the_counted_forward(clip_masking: str) -> None:
     with pytest.raises(ValueError, match="modality"):
         mae_forward_flops(model.config, "video")
     assert peak_flops("cpu") is None
+
+
+def test_benchmark_script_runs_and_prints_its_table() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "mae_step.py"
+    args = ["--sizes", "tiny", "--img-size", "32", "--batch", "2", "--steps", "1", "--warmup", "0", "--decoder-dim", "32", "--decoder-heads", "2"]
+    out = subprocess.run([sys.executable, str(script), *args], check=True, capture_output=True, text=True).stdout
+    assert "speed-up" in out and out.strip().splitlines()[-1].startswith("tiny")
