@@ -156,7 +156,7 @@ def register_release(
                 pip_requirements=pip_requirements(),
                 signature=description.signature,
                 input_example=description.input_example,
-                metadata={"package_version": package_version(), "sha256": checksums, "kind": description.kind},
+                metadata={**description.metadata, "package_version": package_version(), "sha256": checksums, "kind": description.kind},
                 registered_model_name=name,
             )
         client = MlflowClient()

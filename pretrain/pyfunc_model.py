@@ -15,7 +15,7 @@ pretrained encoder ``{"embedding": (B, D)}``, the mean of the patch tokens after
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +35,13 @@ class ReleaseDescription:
         kind: the release kind from ``config.json`` (``encoder``, ``mae``, ``task``...).
         signature: MLflow model signature (tensor input, named tensor outputs, ``batch_size`` param).
         input_example: one seeded random uint8 input of the right shape.
+        metadata: what the outputs mean (AU ids, class names...), recorded in the MLmodel.
     """
 
     kind: str
     signature: Any
     input_example: np.ndarray
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 class FacePredictor:
