@@ -19,15 +19,16 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from finetune.config import FinetuneConfig, config_from_dict
-from finetune.heads import FaceTaskModel
-from finetune.task_spec import TaskSpec
 from pretrain.config import ViTConfig
-from pretrain.release_format import CONFIG_FILE, FORMAT_NAME, WEIGHTS_FILE, file_sha256, package_version
+
+if TYPE_CHECKING:  # torch stays out of `python -m finetune --help`
+    import torch
+
+    from finetune.heads import FaceTaskModel
+    from finetune.task_spec import TaskSpec
 
 KIND = "task"
 FORMAT_VERSION = 1
@@ -57,6 +58,8 @@ class TaskRelease:
 
 def inference_parts(config: dict[str, Any], spec: dict[str, Any]) -> tuple[FinetuneConfig, TaskSpec]:
     """The recipe and spec a released model is rebuilt from: IAT off, no subject vocabulary."""
+    from finetune.task_spec import TaskSpec
+
     recipe = config_from_dict(FinetuneConfig, config)
     recipe.iat = dataclasses.replace(recipe.iat, strength=0.0)
     recipe.model = dataclasses.replace(recipe.model, freeze_backbone=False)
@@ -77,9 +80,11 @@ def rebuild(encoder_config: ViTConfig, recipe: FinetuneConfig, spec: TaskSpec, s
 
 def release_finetuned(checkpoint: str | Path, out: str | Path) -> Path:
     """Write the model of a fine-tuning checkpoint (``<run>/checkpoints/best.ckpt``) to the new folder ``out``."""
+    import torch
     from safetensors.torch import save_file
 
     from finetune.metrics import DEFAULT_THRESHOLDS
+    from pretrain.release_format import CONFIG_FILE, FORMAT_NAME, WEIGHTS_FILE, file_sha256, package_version
 
     source, folder = Path(checkpoint), Path(out)
     if not source.is_file():
@@ -123,6 +128,8 @@ def release_finetuned(checkpoint: str | Path, out: str | Path) -> Path:
 def read_task_release(folder: str | Path) -> TaskRelease:
     """Read and verify a fine-tuned release folder; errors name the file and what is wrong."""
     from safetensors.torch import load_file
+
+    from pretrain.release_format import CONFIG_FILE, FORMAT_NAME, WEIGHTS_FILE, file_sha256
 
     folder = Path(folder)
     config_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
