@@ -1,8 +1,9 @@
 """Fine-tuning data: labelled shard streams per split and modality, as Lightning loaders.
 
 Training interleaves image and clip batches one modality per step with
-:class:`pretrain.data_module.InterleavedBatches` (same seeded order on every rank, resumable
-mid-epoch). An epoch is one pass over the image training set and ``clip_step_ratio`` clip steps
+:class:`pretrain.data_module.InterleavedBatches` (same seeded order on every rank, its position
+kept in checkpoints by Lightning). An epoch is one pass over the image training set and
+``clip_step_ratio`` clip steps
 per image step (clips only: one pass over the clips). Validation gives one loader per modality
 (one view per sample); the test gives multi-view batches ``(B, V, C, ...)`` with ``views = V``:
 ``test_clips`` consecutive windows of ``num_frames`` at ``clip_stride`` around the clip's centre,
@@ -69,7 +70,6 @@ class FinetuneDataModule(pl.LightningDataModule):
         self.world_size = config.trainer.devices * config.trainer.num_nodes
         self._sets: dict[str, list[ShardSet]] = {}
         self._batches: InterleavedBatches | None = None
-        self._resume_at: tuple[int, int] | None = None
 
     def modalities(self) -> list[str]:
         """Modalities with training shards."""
@@ -160,13 +160,20 @@ class FinetuneDataModule(pl.LightningDataModule):
         return loaders
 
     def train_dataloader(self) -> InterleavedBatches:
-        """One epoch of interleaved image/clip batches (the same modality order on every rank)."""
+        """One epoch of interleaved image/clip batches (the same modality order on every rank).
+
+        The iterable is stateful: Lightning keeps its position in checkpoints, so a resumed run
+        continues mid-epoch.
+        """
         if self._batches is None:
             loaders = self._train_loaders()
             steps = {m: len(loaders[m]) if m in loaders else 0 for m in MODALITIES}
-            self._batches = InterleavedBatches(loaders, steps, self.config.trainer.seed, lambda: self.trainer.current_epoch)
-        self._batches.resume_at = self._resume_at
+            self._batches = InterleavedBatches(loaders, steps, self.config.trainer.seed, self.position)
         return self._batches
+
+    def position(self) -> tuple[int, int]:
+        """The current epoch and the batches of it trained so far (Lightning's progress counters)."""
+        return self.trainer.current_epoch, self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
 
     def _eval_loaders(self, split: str) -> list[ShardLoader]:
         data = self.config.data
@@ -189,14 +196,3 @@ class FinetuneDataModule(pl.LightningDataModule):
         """One multi-view test loader per modality."""
         data = self.config.data
         return [MultiViewBatches(loader, data.test_clips, data.test_crops) for loader in self._eval_loaders("test")]
-
-    def state_dict(self) -> dict[str, int]:
-        """Epoch and batches trained in it (Lightning's progress counters at save time)."""
-        progress = self.trainer.fit_loop.epoch_loop.batch_progress.current
-        return {"epoch": self.trainer.current_epoch, "batches_done": progress.processed}
-
-    def load_state_dict(self, state_dict: dict[str, int]) -> None:
-        """Remember where to continue; applied when the train loader is next iterated."""
-        self._resume_at = (int(state_dict["epoch"]), int(state_dict["batches_done"]))
-        if self._batches is not None:
-            self._batches.resume_at = self._resume_at
