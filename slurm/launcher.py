@@ -66,9 +66,16 @@ class Plan:
         return f"{self.stage}-{FINAL_STEP[self.stage]}"
 
     def after_sbatch(self, array_id: str) -> dict[str, Any]:
-        """Parameters of the ``after`` job: one task, started once array ``array_id`` has succeeded."""
+        """Parameters of the ``after`` job: one task, started once array ``array_id`` has succeeded.
+
+        If an element fails, SLURM cancels it (``--kill-on-invalid-dep``) instead of leaving it pending.
+        """
         single = replace(self.resources, nodes=1, tasks_per_node=1, gpus_per_node=0)
-        return {**sbatch_parameters(single, f"face-{self.final_stage}"), "dependency": f"afterok:{array_id}"}
+        return {
+            **sbatch_parameters(single, f"face-{self.final_stage}"),
+            "dependency": f"afterok:{array_id}",
+            "additional_parameters": {"kill-on-invalid-dep": "yes"},
+        }
 
 
 def plan_submission(

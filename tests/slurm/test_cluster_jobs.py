@@ -150,3 +150,16 @@ def test_shard_array_builds_two_ranges_then_merges(slurm_cluster: str, tmp_path:
     # each element wrote its own shard range (shard i belongs to part i % 2), none twice
     written = [int(re.search(r"wrote (\d+) shards", (folder / f"{array_id}_{part}_0_log.out").read_text()).group(1)) for part in (0, 1)]
     assert all(count > 0 for count in written) and sum(written) == len(manifest.shards)
+
+
+def test_failed_shard_part_cancels_the_merge(slurm_cluster: str, tmp_path: Path) -> None:
+    import yaml
+
+    recipe = tmp_path / "build.yaml"
+    recipe.write_text(yaml.safe_dump({"media": str(tmp_path / "no-such-folder"), "out": str(tmp_path / "shards"), "modality": "image"}))
+    folder = tmp_path / "submitit"
+    done = run_slurm_cli("submit", "shards", "--config", str(recipe), "--num-parts", "2", "--folder", str(folder))
+    ids = re.findall(r"submitted \S+ job (\S+):", done.stdout)
+
+    assert [wait_until_ended(folder, job_id, timeout_s=120) for job_id in ids] == ["FAILED", "FAILED", "CANCELLED"]
+    assert "no-such-folder" in run_slurm_cli("status", "--job-id", ids[0], "--folder", str(folder)).stdout
