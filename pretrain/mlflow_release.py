@@ -11,6 +11,7 @@ metadata records the package version and the SHA-256 of every released file;
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
@@ -33,6 +34,7 @@ RELEASE_SUBDIR = "release"
 # The installed module MLflow imports to rebuild each kind of release (pretrain never imports finetune).
 LOADER_MODULES = {"encoder": "pretrain.pyfunc_model", "mae": "pretrain.pyfunc_model", "task": "finetune.pyfunc_model"}
 DEFAULT_EXPERIMENT = "face-releases"
+CACHE_ENV = "FACE_RELEASE_CACHE"
 # What a fresh environment needs to serve the model; pinned so MLflow infers nothing (~10 s).
 RUNTIME_PACKAGES = ("torch", "safetensors", "numpy", "mlflow")
 
@@ -201,26 +203,69 @@ def register_trained_release(
     return version
 
 
+def release_cache() -> Path:
+    """Where downloaded releases are kept, by content: ``$FACE_RELEASE_CACHE``, else ``~/.cache/face-foundation/releases``."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "face-foundation" / "releases")
+
+
 def download_release(uri: str, dst: str | Path | None = None, tracking_uri: str | None = None) -> Path:
     """Download a released model (``models:/name@alias``, ``models:/name/3``, ``runs:/<id>/model``).
 
     Only files are fetched; every released file's SHA-256 is checked against the MLmodel
-    metadata, so a truncated or altered artifact raises :class:`ReleaseChecksumError`.
+    metadata, so a truncated or altered artifact raises :class:`ReleaseChecksumError`. Without
+    ``dst`` the release lands in :func:`release_cache` under a key made of its checksums: a
+    release already there (and still intact) is not downloaded again, only its MLmodel.
 
     Args:
         uri: the model URI.
-        dst: folder to download into; None = a new temporary folder (kept: the caller reads it).
+        dst: folder to download into; None = the cache.
         tracking_uri: MLflow tracking URI (also the registry's); None = ``$MLFLOW_TRACKING_URI``.
 
     Returns the local release folder (``model.safetensors`` + ``config.json``).
     """
+    with tracking_at(tracking_uri):
+        if dst is not None:
+            return fetch_verified(uri, Path(dst))
+        recorded = recorded_checksums(uri)
+        cached = release_cache() / hashlib.sha256(json.dumps(recorded, sort_keys=True).encode()).hexdigest()[:32]
+        if cached.is_dir():
+            try:
+                verify_checksums(cached, recorded, uri)
+                return cached
+            except ReleaseChecksumError:
+                shutil.rmtree(cached)  # damaged in the cache: fetch it again
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=cached.parent, prefix=".download-") as scratch:
+            release = fetch_verified(uri, Path(scratch))
+            verify_checksums(release, recorded, f"{uri} (changed while downloading; retry)")
+            try:
+                release.rename(cached)  # whole or not at all
+            except OSError:
+                if not cached.is_dir():  # else another process cached it first
+                    raise
+        return cached
+
+
+def recorded_checksums(uri: str) -> dict[str, str]:
+    """The SHA-256 of every released file, from the model's MLmodel alone (a few KB)."""
     from mlflow.artifacts import download_artifacts
     from mlflow.models import Model
 
-    target = Path(dst) if dst is not None else Path(tempfile.mkdtemp(prefix="face-release-"))
+    with tempfile.TemporaryDirectory(prefix="face-mlmodel-") as scratch:
+        model = Model.load(download_artifacts(artifact_uri=f"{uri.rstrip('/')}/MLmodel", dst_path=scratch))
+    recorded: dict[str, str] = (model.metadata or {}).get("sha256", {})
+    if not recorded:
+        raise ReleaseChecksumError(f"{uri} is not a face-foundation release (no recorded checksums in its MLmodel)")
+    return recorded
+
+
+def fetch_verified(uri: str, target: Path) -> Path:
+    """Download the whole model under ``target`` and check its release folder; return that folder."""
+    from mlflow.artifacts import download_artifacts
+    from mlflow.models import Model
+
     target.mkdir(parents=True, exist_ok=True)
-    with tracking_at(tracking_uri):
-        local = Path(download_artifacts(artifact_uri=uri, dst_path=str(target)))
+    local = Path(download_artifacts(artifact_uri=uri, dst_path=str(target)))
     model = Model.load(str(local))
     release = local / "data" / RELEASE_SUBDIR
     recorded: dict[str, str] = (model.metadata or {}).get("sha256", {})

@@ -37,9 +37,9 @@ def expected_embedding(encoder: VisionTransformer, batch: np.ndarray) -> np.ndar
         return encoder.eval()(normalize_pixels(torch.from_numpy(batch))).numpy()
 
 
-def run_fresh(script: str, tracking_uri: str, timeout: float = 180) -> None:
-    """Run ``script`` in a new Python process pointed at the server; fail with its output."""
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
+def run_fresh(script: str, tracking_uri: str, cache: Path, timeout: float = 180) -> None:
+    """Run ``script`` in a new Python process pointed at the server (downloads cached in ``cache``)."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "FACE_RELEASE_CACHE": str(cache)}
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
@@ -79,6 +79,7 @@ def test_release_registers_with_alias_and_loads_back_exactly_in_a_fresh_process(
         print("fresh process: identical outputs")
         """,
         mlflow_server.url,
+        tmp_path / "cache",
     )
 
 
@@ -164,3 +165,22 @@ def test_release_of_a_checkpoint_lands_in_its_training_run(mlflow_server: Mlflow
     assert client.get_model_version_by_alias("face-test-lineage", "champion").version == version.version
     local = download_release(f"runs:/{training.info.run_id}/model", dst=tmp_path / "download", tracking_uri=mlflow_server.url)
     assert (local / "model.safetensors").read_bytes() == (folder / "model.safetensors").read_bytes()
+
+
+@pytest.mark.slow
+def test_downloads_are_cached_by_content_and_a_damaged_copy_is_fetched_again(
+    mlflow_server: MlflowServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FACE_RELEASE_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(5)
+    folder = write_release(VisionTransformer(ENCODER), ENCODER, tmp_path / "release")
+    version = register_release(folder, "face-test-cached", alias="champion", tracking_uri=mlflow_server.url)
+    first = download_release("models:/face-test-cached/1", tracking_uri=mlflow_server.url)
+    assert first.parent == tmp_path / "cache" and not list(first.parent.glob(".download-*"))
+    weights = first / "model.safetensors"
+    stamp = weights.stat().st_mtime_ns
+    again = download_release(f"runs:/{version.run_id}/model", tracking_uri=mlflow_server.url)
+    assert again == first and weights.stat().st_mtime_ns == stamp  # same content, not downloaded twice
+    weights.write_bytes(weights.read_bytes()[:-1])  # a truncated copy in the cache
+    repaired = download_release("models:/face-test-cached@champion", tracking_uri=mlflow_server.url)
+    assert (repaired / "model.safetensors").read_bytes() == (folder / "model.safetensors").read_bytes()
