@@ -76,7 +76,7 @@ def test_finetuned_model_released_registered_and_served_in_a_fresh_process(demo:
         assert set(metrics) >= {{"test/au_f1_image", "test/au_f1_valthr_image", "test/war_image", "test/uar_clip"}}, metrics
         assert metrics["test/samples_image"] > 0 and all(0.0 <= metrics[k] <= 1.0 for k in metrics if not k.startswith("test/samples"))
     """
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "FACE_RELEASE_CACHE": str(tmp_path / "cache")}
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "identical" in done.stdout, done.stdout[-2000:] + done.stderr[-3000:]
 
