@@ -98,6 +98,10 @@ def main() -> None:
     """Parse flags, time each size, print one table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument(
+        "--threads", type=int, default=1,
+        help="CPU threads (0 = torch's default); 1 by default: on a shared CPU, two OpenMP threads spin-wait at every op and hide the FLOP savings",
+    )
     parser.add_argument("--sizes", default="tiny,small,base", help="comma-separated ViT sizes")
     parser.add_argument("--modality", default="image", choices=["image", "clip"])
     parser.add_argument("--img-size", type=int, default=224)
@@ -111,6 +115,8 @@ def main() -> None:
     args = parser.parse_args()
 
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     peak = peak_flops(device)
     torch.manual_seed(0)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else (
