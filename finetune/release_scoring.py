@@ -8,7 +8,6 @@ chosen on validation (recorded in the release), WAR and UAR for expressions.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -83,19 +82,4 @@ def score_release(path_or_uri: str, image_test: Sequence[str] = (), clip_test: S
         if modality not in release.spec.modalities:
             raise ConfigError(f"--{modality}_test: the released model has no {modality} heads (it has {release.spec.modalities})")
         results.update(score_modality(release, shards, modality, batch_size))
-    return results
-
-
-def score(model: str, image_test: list[str] | None = None, clip_test: list[str] | None = None, batch_size: int = 32) -> dict[str, float]:
-    """Load a released fine-tuned model (folder or MLflow URI) and print its test metrics as JSON.
-
-    Args:
-        model: a release folder or an MLflow URI (``models:/face-au-tiny@champion``, ``runs:/<id>/model``);
-            URIs use ``$MLFLOW_TRACKING_URI``.
-        image_test: image shard sets to test on.
-        clip_test: clip shard sets to test on.
-        batch_size: samples per forward pass.
-    """
-    results = score_release(model, image_test or [], clip_test or [], batch_size)
-    print(json.dumps({"model": model, **results}, indent=2))
     return results

@@ -157,22 +157,3 @@ def load_task_model(path_or_uri: str | Path) -> TaskRelease:
 
         return read_task_release(download_release(str(path_or_uri)))
     return read_task_release(path_or_uri)
-
-
-def release(checkpoint: str, *, out: str, name: str = "", alias: str = "", tracking_uri: str = "") -> str:
-    """Write a fine-tuned model as a release folder (model.safetensors + config.json); optionally register it in MLflow.
-
-    Args:
-        checkpoint: a fine-tuning checkpoint, e.g. ``runs/demo/finetune/checkpoints/best.ckpt``.
-        out: the new release folder (must not exist or be empty).
-        name: also register the folder in the MLflow model registry under this name (``face-au-tiny``).
-        alias: with ``name``, point this alias (``champion``) at the new version.
-        tracking_uri: MLflow store for ``name``; empty = ``$MLFLOW_TRACKING_URI``, else the checkpoint's training run's.
-    """
-    folder = release_finetuned(checkpoint, out)
-    print(f"released the fine-tuned model of {checkpoint} to {folder}")
-    if name:
-        from pretrain.mlflow_release import register_trained_release
-
-        register_trained_release(folder, name, alias or None, tracking_uri or None, checkpoint)
-    return str(folder)

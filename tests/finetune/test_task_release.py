@@ -35,14 +35,19 @@ def reference_outputs(checkpoint: str, pixels: np.ndarray) -> dict[str, np.ndarr
 def test_finetuned_model_released_registered_and_served_in_a_fresh_process(demo: dict[str, str], tmp_path: Path) -> None:
     from mlflow.models import Model
 
-    from finetune.task_release import read_task_release, release_finetuned
+    from mlflow import MlflowClient
+
+    from finetune.release_commands import release
+    from finetune.task_release import read_task_release
     from finetune.training import run_finetuning
-    from pretrain.mlflow_release import download_release, register_release
+    from pretrain.mlflow_release import download_release
 
     config = tiny_config(demo, tmp_path / "run", "--eval.test", "false", "--eval.identity_probe", "false")
     assert config.iat.strength > 0 and config.model.moae.top_blocks > 0  # the identity head and MoAE are exercised
     checkpoint = run_finetuning(config).best_checkpoint
-    folder = release_finetuned(checkpoint, tmp_path / "release")
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    folder = Path(release(checkpoint, out=str(tmp_path / "release"), name="face-au-tiny", alias="champion", tracking_uri=tracking_uri))
+    version = MlflowClient(tracking_uri).get_model_version_by_alias("face-au-tiny", "champion")
 
     stored = json.loads((folder / "config.json").read_text())
     assert stored["kind"] == "task" and stored["spec"]["subjects"] == [] and stored["spec"]["subject_maps"] == {}
@@ -54,8 +59,6 @@ def test_finetuned_model_released_registered_and_served_in_a_fresh_process(demo:
     expected = reference_outputs(checkpoint, pixels)
     np.savez(tmp_path / "expected.npz", pixels=pixels, **expected)
 
-    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    version = register_release(folder, "face-au-tiny", alias="champion", tracking_uri=tracking_uri)
     logged = Model.load(str(download_release("models:/face-au-tiny@champion", dst=tmp_path / "dl", tracking_uri=tracking_uri).parent.parent))
     assert logged.flavors["python_function"]["loader_module"] == "finetune.pyfunc_model"
     assert logged.metadata["au_ids"] == stored["spec"]["au_ids"] and logged.metadata["class_names"] == stored["spec"]["class_names"]
@@ -71,7 +74,7 @@ def test_finetuned_model_released_registered_and_served_in_a_fresh_process(demo:
                 assert np.array_equal(out[name], data[name]), (uri, name, abs(out[name] - data[name]).max())
         assert load_task_model("models:/face-au-tiny@champion").spec.au_ids
         print("identical")
-        from finetune.release_scoring import score
+        from finetune.release_commands import score
         metrics = score("models:/face-au-tiny@champion", image_test=[{demo['images-test']!r}], clip_test=[{demo['clips-test']!r}])
         assert set(metrics) >= {{"test/au_f1_image", "test/au_f1_valthr_image", "test/war_image", "test/uar_clip"}}, metrics
         assert metrics["test/samples_image"] > 0 and all(0.0 <= metrics[k] <= 1.0 for k in metrics if not k.startswith("test/samples"))
