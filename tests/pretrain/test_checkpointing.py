@@ -32,7 +32,7 @@ WRITER = textwrap.dedent(
     version = 0
     while True:
         version += 1
-        io.save_checkpoint({"version": version, "payload": torch.full((4_000_000,), float(version))}, sys.argv[1])
+        io.save_checkpoint({"version": version, "payload": torch.full((1_000_000,), float(version))}, sys.argv[1])
         print(version, flush=True)
     """
 )
@@ -52,7 +52,7 @@ def test_killed_writer_leaves_a_whole_checkpoint(tmp_path: Path) -> None:
             writer.kill()
     state = torch.load(target, weights_only=True)
     assert state["version"] >= 3
-    assert torch.equal(state["payload"], torch.full((4_000_000,), float(state["version"])))
+    assert torch.equal(state["payload"], torch.full((1_000_000,), float(state["version"])))
 
 
 def test_failed_write_keeps_previous_file_and_no_temp(tmp_path: Path) -> None:
