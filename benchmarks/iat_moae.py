@@ -13,7 +13,8 @@ on the benchmark's train images.
 
 Settings: plain fine-tuning, +IAT (identity head behind gradient reversal, lambda ``--iat``),
 +MoAE (adapters in the top 2 of 4 blocks, 4 experts, top-2), +both; AU detection on images,
-the tiny recipe's optimiser, ``--epochs`` epochs, model selection on validation. Reported on
+the tiny recipe's optimiser, ``--epochs`` epochs of ``--samples-per-epoch`` training images,
+model selection on validation. Reported on
 the held-out test subjects: AU F1 (mean over 12 AUs) at 0.5 and at thresholds chosen on
 validation, and identity leakage: a linear probe trained on frozen pooled features of half of
 each test subject's samples, accuracy on the other half (chance 1/8; see
@@ -34,6 +35,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -46,10 +48,11 @@ def make_data(out: Path, images: int) -> dict[str, str]:
     """The benchmark's shards (reused when present)."""
     from data_shards.synth import make_demo_shards
 
-    record = out / "data" / "sets.json"
+    folder = out / f"data-{images}"
+    record = folder / "sets.json"
     if record.is_file():
         return json.loads(record.read_text())
-    sets = make_demo_shards(str(out / "data"), images=images, clips=0, img_size=64, seed=0, workers=2)
+    sets = make_demo_shards(str(folder), images=images, clips=0, img_size=64, seed=0, workers=2)
     record.write_text(json.dumps(sets))
     return sets
 
@@ -83,7 +86,8 @@ def finetune_config(sets: dict[str, str], init: str, out: Path, name: str, seed:
         "--data.image_train", f"[{sets['images-train']}]", "--data.image_val", f"[{sets['images-val']}]",
         "--data.image_test", f"[{sets['images-test']}]",
         "--data.clip_train", "[]", "--data.clip_val", "[]", "--data.clip_test", "[]", "--data.test_crops", "1",
-        "--data.num_workers", "0", "--trainer.max_epochs", str(args.epochs), "--trainer.seed", str(seed),
+        "--data.num_workers", "0", "--data.samples_per_epoch", str(args.samples_per_epoch),
+        "--trainer.max_epochs", str(args.epochs), "--trainer.seed", str(seed),
         "--trainer.output_dir", str(out / "runs" / f"{name.replace(' ', '').replace('+', '_')}-seed{seed}"),
         "--trainer.resume", "never", "--tracking.tracking_uri", f"sqlite:///{out / 'mlflow.db'}",
         "--tracking.experiment", "iat-moae-benchmark", "--tracking.run_name", f"{name} seed {seed}",
@@ -108,10 +112,22 @@ def pretrained_probe(init: str, test_set: str) -> float:
     return identity_probe(torch.cat(features), torch.cat(subjects), torch.cat(hashes)).accuracy
 
 
+def time_interleaved(steps: dict[str, Callable[[], None]], warmup: int, rounds: int) -> dict[str, float]:
+    """Median seconds per call of each callable, called in alternation so machine load hits all alike."""
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    spent: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            spent[name].append(time.perf_counter() - start)
+    return {name: statistics.median(times) for name, times in spent.items()}
+
+
 def step_times(init: str, batch: int, rounds: int) -> dict[str, float]:
     """Median ms per training step of the fine-tuning model without and with MoAE (sparse, dense)."""
-    from mae_step import time_interleaved
-
     from finetune.config import FinetuneConfig, MoAEConfig
     from finetune.model_builder import build_task_model
     from finetune.task_spec import TaskSpec
@@ -140,7 +156,7 @@ def step_times(init: str, batch: int, rounds: int) -> dict[str, float]:
             optimizer.step()
 
         steps[name] = step
-    medians = time_interleaved(steps, torch.device("cpu"), warmup=3, rounds=rounds)
+    medians = time_interleaved(steps, warmup=3, rounds=rounds)
     return {name: 1000 * seconds for name, seconds in medians.items()}
 
 
@@ -149,8 +165,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="runs/bench/iat_moae", help="working folder (shards, runs, results)")
     parser.add_argument("--init", default="runs/demo/pretrain/checkpoints/last.ckpt", help="tiny pretrained encoder")
-    parser.add_argument("--images", type=int, default=600, help="synthetic images over train/val/test (70/15/15)")
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--images", type=int, default=1500, help="synthetic images over train/val/test (70/15/15)")
+    parser.add_argument("--samples-per-epoch", type=int, default=512, help="training images per epoch (a larger --images only grows val/test)")
+    parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--iat", type=float, default=1.0, help="IAT lambda")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--batch", type=int, default=32, help="batch of the step-time measurement")

@@ -82,10 +82,9 @@ class MixtureOfAdapterExperts(nn.Module):
         shape = x.shape
         tokens = x.reshape(-1, shape[-1])
         experts, gates, probs = self.route(tokens)
-        slots = F.one_hot(experts, self.num_experts).to(probs.dtype).sum(dim=1)  # (T, E), 0/1
-        load = slots.mean(dim=0) / self.top_k
-        self.expert_load = load.detach()
-        self.balance_loss = self.num_experts * (load.detach() * probs.mean(dim=0)).sum()
+        load = torch.bincount(experts.reshape(-1), minlength=self.num_experts).to(probs.dtype) / experts.numel()
+        self.expert_load = load
+        self.balance_loss = self.num_experts * (load * probs.mean(dim=0)).sum()
         if self.dispatch == "dense":
             out = self._dense(tokens, experts, gates)
         else:
@@ -93,8 +92,8 @@ class MixtureOfAdapterExperts(nn.Module):
         return (out * self.scale).reshape(shape)
 
     def _expert(self, index: int, x: torch.Tensor) -> torch.Tensor:
-        hidden = F.gelu(x @ self.down_weight[index] + self.down_bias[index])
-        return hidden @ self.up_weight[index] + self.up_bias[index]
+        hidden = F.gelu(torch.addmm(self.down_bias[index], x, self.down_weight[index]))
+        return torch.addmm(self.up_bias[index], hidden, self.up_weight[index])
 
     def _sparse(self, tokens: torch.Tensor, experts: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
         flat_experts = experts.reshape(-1)

@@ -3,8 +3,7 @@
 Training interleaves image and clip batches one modality per step with
 :class:`pretrain.data_module.InterleavedBatches` (same seeded order on every rank, its position
 kept in checkpoints by Lightning). An epoch is one pass over the image training set and
-``clip_step_ratio`` clip steps
-per image step (clips only: one pass over the clips). Validation gives one loader per modality
+``clip_step_ratio`` clip steps per image step (clips only: one pass over the clips). Validation gives one loader per modality
 (one view per sample); the test gives multi-view batches ``(B, V, C, ...)`` with ``views = V``:
 ``test_clips`` consecutive windows of ``num_frames`` at ``clip_stride`` around the clip's centre,
 times ``test_crops`` (the frame, then its mirror).
