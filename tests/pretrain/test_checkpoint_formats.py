@@ -168,16 +168,21 @@ def test_public_mae_file_reproduces_the_reference_forward(tmp_path: Path) -> Non
     torch.testing.assert_close(model.encoder.forward_features(images, plan.ids_keep), ref_latent, atol=1e-4, rtol=1e-4)
 
 
-def test_export_then_import_is_exact(tmp_path: Path) -> None:
+@pytest.mark.parametrize("tubelet", [1, 2, 4])
+def test_export_then_import_is_exact(tmp_path: Path, tubelet: int) -> None:
     state = random_mae_state()
-    model = load(write(tmp_path, state)).model
+    config = MAEConfig(
+        encoder=ViTConfig(img_size=32, patch_size=PATCH, num_frames=4, tubelet_size=tubelet, embed_dim=WIDTH, depth=DEPTH, num_heads=HEADS),
+        decoder_embed_dim=DEC_WIDTH, decoder_depth=DEC_DEPTH, decoder_num_heads=DEC_HEADS,
+    )
+    model = load(write(tmp_path, state), config).model
     exported = export_mae_state_dict(model)
     assert set(exported) == set(state)
     for key, value in state.items():
         assert torch.equal(exported[key], value), key
     path = save_mae_checkpoint(model, tmp_path / "out" / "exported.pth")
     assert not list(path.parent.glob("*.partial"))
-    again = load(path).model
+    again = load(path, config).model
     for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
         assert torch.equal(a, b), name
 
