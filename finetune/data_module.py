@@ -93,10 +93,7 @@ class FinetuneDataModule(pl.LightningDataModule):
             labels = _labels_of(sets)
             counts = {name: sum(getattr(s.manifest.counts, name) for s in sets) for name in ("with_aus", "with_expression", "with_subject")}
             needs = {"au": ("with_aus", labels.au_ids), "expression": ("with_expression", labels.class_names)}
-            for task in tasks:
-                count, vocabulary = needs[task]
-                if not vocabulary or counts[count] == 0:
-                    raise ConfigError(f"tasks.tasks includes {task!r} but the data.{modality}_train shards carry no {task} labels")
+            spec.modality_tasks[modality] = [task for task in tasks if needs[task][1] and counts[needs[task][0]] > 0]
             if self.config.iat.strength > 0 and counts["with_subject"] == 0:
                 raise ConfigError(f"iat.strength={self.config.iat.strength} needs subject labels; data.{modality}_train has none")
             self._agree(spec, labels, f"data.{modality}_train")
@@ -104,6 +101,10 @@ class FinetuneDataModule(pl.LightningDataModule):
             for split in ("val", "test"):
                 if getattr(self.config.data, f"{modality}_{split}"):
                     self._agree(spec, _labels_of(self._resolved(split, modality)), f"data.{modality}_{split}")
+        for task in tasks:
+            if not any(task in carried for carried in spec.modality_tasks.values()):
+                where = ", ".join(f"data.{m}_train" for m in spec.modalities)
+                raise ConfigError(f"tasks.tasks includes {task!r} but no training shards carry {task} labels ({where})")
         spec.subjects = sorted({s for names in vocabularies.values() for s in names})
         index = {s: i for i, s in enumerate(spec.subjects)}
         spec.subject_maps = {m: [index[s] for s in names] for m, names in vocabularies.items()}
@@ -112,7 +113,7 @@ class FinetuneDataModule(pl.LightningDataModule):
     def _agree(self, spec: TaskSpec, labels: LabelMap, key: str) -> None:
         """Fill the AU/class vocabularies from the first set; later sets must match them."""
         for task, attribute in (("au", "au_ids"), ("expression", "class_names")):
-            if task not in spec.tasks:
+            if task not in spec.tasks or not getattr(labels, attribute):
                 continue
             found, known = getattr(labels, attribute), getattr(spec, attribute)
             if not known:

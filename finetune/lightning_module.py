@@ -120,7 +120,7 @@ class FinetuneModule(pl.LightningModule):
         out = self.model(pixels, list(self.model.heads))
         batch_size = pixels.shape[0]
         total = sum(0.0 * out[name].sum() for name in self.model.heads if not name.endswith(modality))
-        for task in self.spec.tasks:
+        for task in self.spec.tasks_for(modality):
             loss = self._task_loss(task, out[head_name(task, modality)], batch, mix)
             self.log(f"train/{task}_loss_{modality}", loss, batch_size=batch_size)
             total = total + loss
@@ -169,10 +169,11 @@ class FinetuneModule(pl.LightningModule):
         raw = batch["pixels"]
         pixels = normalize_pixels(raw.flatten(0, 1) if views else raw)
         modality = modality_of(pixels)
-        names = [head_name(task, modality) for task in self.spec.tasks]
+        tasks = self.spec.tasks_for(modality)
+        names = [head_name(task, modality) for task in tasks]
         out = self.model(pixels, names)
         count = max(1, views)
-        for task, name in zip(self.spec.tasks, names):
+        for task, name in zip(tasks, names):
             logits = out[name].float()
             probs = logits.sigmoid() if task == "au" else logits.softmax(dim=-1)
             probs = probs.view(-1, count, probs.shape[-1]).mean(dim=1)

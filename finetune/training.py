@@ -14,10 +14,13 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from data_shards.config_checks import ConfigError
 from finetune.config import FinetuneConfig
+
+if TYPE_CHECKING:
+    from finetune.task_spec import TaskSpec
 
 BEST_CHECKPOINT = "best.ckpt"
 
@@ -45,12 +48,16 @@ class FinetuneResult:
         return dataclasses.asdict(self)
 
 
-def monitor_metric(config: FinetuneConfig) -> str:
-    """The validation metric that selects the best checkpoint (``eval.monitor`` or its ``auto`` choice)."""
+def monitor_metric(config: FinetuneConfig, spec: "TaskSpec | None" = None) -> str:
+    """The validation metric that selects the best checkpoint: ``eval.monitor``, or for ``auto``
+    ``val/au_f1_<m>`` when modality ``m`` (images first) learns AUs, else ``val/war_<m>``.
+    Without ``spec`` every task is assumed on every modality.
+    """
     if config.eval.monitor != "auto":
         return config.eval.monitor
     modality = "image" if config.data.image_train else "clip"
-    return f"val/au_f1_{modality}" if "au" in config.tasks.tasks else f"val/war_{modality}"
+    tasks = config.tasks.tasks if spec is None else spec.tasks_for(modality)
+    return f"val/au_f1_{modality}" if "au" in tasks else f"val/war_{modality}"
 
 
 def effective_batch_size(config: FinetuneConfig) -> int:
@@ -79,22 +86,23 @@ def check_splits(config: FinetuneConfig) -> None:
         raise ConfigError("data.class_balanced=True needs the 'expression' task in tasks.tasks")
 
 
-def metric_names(config: FinetuneConfig) -> list[str]:
+def metric_names(config: FinetuneConfig, spec: "TaskSpec") -> list[str]:
     """The validation metrics a run logs (what ``eval.monitor`` may name)."""
     names = []
-    for modality in ("image", "clip"):
+    for modality in spec.modalities:
         if getattr(config.data, f"{modality}_val"):
-            if "au" in config.tasks.tasks:
+            tasks = spec.tasks_for(modality)
+            if "au" in tasks:
                 names += [f"val/au_f1_{modality}", f"val/au_f1_valthr_{modality}"]
-            if "expression" in config.tasks.tasks:
+            if "expression" in tasks:
                 names += [f"val/war_{modality}", f"val/uar_{modality}"]
     return names
 
 
-def check_monitor(config: FinetuneConfig) -> str:
+def check_monitor(config: FinetuneConfig, spec: "TaskSpec") -> str:
     """The monitored metric, checked against what the run will log."""
-    monitor = monitor_metric(config)
-    logged = metric_names(config)
+    monitor = monitor_metric(config, spec)
+    logged = metric_names(config, spec)
     if monitor not in logged:
         raise ConfigError(f"eval.monitor={config.eval.monitor!r} selects {monitor!r}, which this run does not log; choose one of {logged}")
     return monitor
@@ -120,7 +128,6 @@ def run_finetuning(config: FinetuneConfig, extra_callbacks: list | None = None) 
     from pretrain.tracking import make_mlflow_logger, resolve_tracking_uri, start_tracked_run
 
     check_splits(config)
-    monitor = check_monitor(config)
     trainer_config = config.trainer
     run_dir = Path(trainer_config.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -133,6 +140,7 @@ def run_finetuning(config: FinetuneConfig, extra_callbacks: list | None = None) 
     encoder_config = encoder_config_for(encoder, config.model)
     datamodule = FinetuneDataModule(config, encoder_config)
     spec = datamodule.task_spec()  # reads the manifests: bad paths and missing labels fail here
+    monitor = check_monitor(config, spec)
     effective_batch = effective_batch_size(config)
     module = FinetuneModule(
         dataclasses.asdict(encoder_config), dataclasses.asdict(config), dataclasses.asdict(spec),
