@@ -18,7 +18,8 @@ def demo_overrides(demo: dict[str, str], output_dir: Path) -> list[str]:
         "--model.init", demo["encoder"], "--model.img_size", "32", "--model.num_frames", "4",
         *[item for pair in sets.items() for item in pair],
         "--data.image_batch_size", "16", "--data.clip_batch_size", "4", "--data.num_workers", "0",
-        "--data.shuffle_buffer", "50", "--trainer.output_dir", str(output_dir), "--trainer.max_epochs", "1",
+        "--data.shuffle_buffer", "50", "--data.samples_per_epoch", "0",
+        "--trainer.output_dir", str(output_dir), "--trainer.max_epochs", "1",
         "--eval.probe_epochs", "50",
     ]
 
