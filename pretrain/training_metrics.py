@@ -3,9 +3,9 @@
 Every ``every_n_steps``: mean loss per modality over the window (summed on the devices by the
 module and all-reduced here, one host sync per window), learning rate, samples/s and tokens/s
 over all ranks, TFLOP/s per device and MFU where the device's peak is known
-(:mod:`pretrain.flops`), peak memory (CUDA allocator, else the process's peak RSS) and the
-corrupt samples the loaders skipped. They go to the logger, to ``<run_dir>/metrics.jsonl`` and
-as one line to stdout (rank 0).
+(:mod:`pretrain.flops`), peak memory of rank 0 (CUDA allocator, else the process's peak RSS)
+and the corrupt samples and truncated shards the loaders skipped so far (summed over ranks).
+They go to the logger, to ``<run_dir>/metrics.jsonl`` and as one line to stdout (rank 0).
 
 Every ``picture_every_n_steps``: masked input / reconstruction / original of the latest image
 batch and clip batch, saved as ``<run_dir>/reconstructions/step-<N>-<modality>.png`` and logged
@@ -62,7 +62,7 @@ def save_png(picture: Any, path: Path) -> None:
 class TrainingMetrics(pl.Callback):
     """Scalars every ``every_n_steps`` optimiser steps, pictures every ``picture_every_n_steps`` (0 = off).
 
-    ``skipped_samples`` returns the loaders' counts of corrupt samples skipped so far, by name.
+    ``skipped_samples`` returns this rank's loader counts of skipped samples so far, by name.
     """
 
     def __init__(
@@ -106,8 +106,10 @@ class TrainingMetrics(pl.Callback):
         """All-reduce the window's sums (every rank calls this), then log on rank 0 and reset."""
         device = pl_module.device
         sums = pl_module.loss_sums if pl_module.loss_sums is not None else torch.zeros(len(MODALITIES), device=device)
-        counts = torch.tensor([*pl_module.step_counts, *pl_module.sample_counts], device=device, dtype=torch.float64)
-        window = torch.cat([sums.double(), counts])
+        skipped = self.skipped_samples() if self.skipped_samples is not None else {}
+        skipped_names = sorted(skipped)  # the same names on every rank
+        counts = [*pl_module.step_counts, *pl_module.sample_counts, *(skipped[name] for name in skipped_names)]
+        window = torch.cat([sums.double(), torch.tensor(counts, device=device, dtype=torch.float64)])
         if trainer.world_size > 1:
             window = trainer.strategy.reduce(window, reduce_op="sum")
         values = window.tolist()  # the one host sync of the window
@@ -126,9 +128,8 @@ class TrainingMetrics(pl.Callback):
         if peak:
             metrics["perf/mfu"] = flops_per_device / peak
         metrics["perf/peak_memory_gib"] = peak_memory_gib(device)
-        if self.skipped_samples is not None:
-            for name, count in self.skipped_samples().items():
-                metrics[f"data/skipped_{name}"] = float(count)
+        for name, count in zip(skipped_names, values[6:]):
+            metrics[f"data/skipped_{name}"] = count
         if pl_module.loss_sums is not None:
             pl_module.loss_sums.zero_()
         pl_module.step_counts = [0] * len(MODALITIES)
