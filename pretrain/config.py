@@ -239,6 +239,7 @@ class TrainerConfig:
         strategy: ``auto``, ``ddp``, ``deepspeed_stage_2``, ``deepspeed_stage_3`` or ``fsdp`` (GPU only).
         deepspeed_config: DeepSpeed JSON config (e.g. ``configs/deepspeed/zero2.json``); empty = Lightning's defaults for the stage.
         precision: ``auto`` (bf16-mixed on GPU, 32 on CPU), ``32``, ``bf16-mixed`` or ``16-mixed``.
+        cpu_threads: torch intra-op threads per process when training on CPU; 0 = torch's default (1 avoids OpenMP spin-waits on a shared machine).
         seed: global seed of weights, masking and data order.
         log_every_n_steps: scalar logging period.
         image_log_every_n_steps: reconstruction picture period; 0 = off.
@@ -255,6 +256,7 @@ class TrainerConfig:
     strategy: Literal["auto", "ddp", "deepspeed_stage_2", "deepspeed_stage_3", "fsdp"] = "auto"
     deepspeed_config: str = ""
     precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = "auto"
+    cpu_threads: int = 0
     seed: int = 0
     log_every_n_steps: int = 50
     image_log_every_n_steps: int = 1000
@@ -273,6 +275,8 @@ class TrainerConfig:
                 found.append((name, "must be >= 1"))
         if self.image_log_every_n_steps < 0:
             found.append(("image_log_every_n_steps", "must be >= 0"))
+        if self.cpu_threads < 0:
+            found.append(("cpu_threads", "must be >= 0 (0 = torch's default)"))
         if self.deepspeed_config and not self.strategy.startswith("deepspeed"):
             found.append(("deepspeed_config", f"is only used with a deepspeed strategy, not strategy={self.strategy!r}"))
         return found

@@ -64,6 +64,10 @@ def run_pretraining(config: "PretrainConfig", extra_callbacks: list | None = Non
     resume_from = resolve_resume(trainer_config.resume, run_dir)
     accelerator = resolve_accelerator(trainer_config)
     precision = resolve_precision(trainer_config, accelerator)
+    if accelerator == "cpu" and trainer_config.cpu_threads:
+        import torch
+
+        torch.set_num_threads(trainer_config.cpu_threads)
     pl.seed_everything(trainer_config.seed, verbose=False)
 
     if datamodule is None:
