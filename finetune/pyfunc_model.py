@@ -27,7 +27,7 @@ def task_predictor(folder: str | Path) -> tuple[FacePredictor, dict[str, object]
     release = read_task_release(folder)
     spec, config, model = release.spec, release.encoder_config, release.model
     modality = "image" if "image" in spec.modalities else "clip"
-    heads = {task: head_name(task, modality) for task in spec.tasks}
+    heads = {task: head_name(task, modality) for task in spec.tasks_for(modality)}
 
     def forward(pixels: torch.Tensor) -> dict[str, torch.Tensor]:
         out = model(pixels, list(heads.values()))

@@ -21,9 +21,10 @@ def check_vocabulary(release: Any, shards: Sequence[str], modality: str) -> None
 
     labels = LabelMap([s.manifest for s in resolve_sets(list(shards), [], modality)])
     spec = release.spec
-    if "au" in spec.tasks and labels.au_ids != spec.au_ids:
+    tasks = spec.tasks_for(modality)
+    if "au" in tasks and labels.au_ids != spec.au_ids:
         raise ConfigError(f"--{modality}_test: AU ids {labels.au_ids} differ from the model's {spec.au_ids}")
-    if "expression" in spec.tasks and labels.class_names != spec.class_names:
+    if "expression" in tasks and labels.class_names != spec.class_names:
         raise ConfigError(f"--{modality}_test: classes {labels.class_names} differ from the model's {spec.class_names}")
 
 
@@ -43,7 +44,7 @@ def score_modality(release: Any, shards: Sequence[str], modality: str, batch_siz
         num_frames=encoder.num_frames, frame_stride=release.recipe.data.clip_stride, num_workers=0,
         pin_memory=False, rank=0, world_size=1,
     ))  # fmt: skip
-    heads = {task: head_name(task, modality) for task in spec.tasks}
+    heads = {task: head_name(task, modality) for task in spec.tasks_for(modality)}
     f1 = MaskedMultilabelF1(len(spec.au_ids)) if "au" in heads else None
     confusion = MulticlassConfusionMatrix(len(spec.class_names), ignore_index=-1) if "expression" in heads else None
     samples = 0
