@@ -10,6 +10,7 @@ export RAY_USAGE_STATS_ENABLED=0 PYTHONUNBUFFERED=1
 export TORCH_EXTENSIONS_DIR=${TORCH_EXTENSIONS_DIR:-$HOME/.cache/torch_extensions}
 if [ -d tests/slurm ] && [ -f slurm/local-cluster/up.sh ] && [ "$(id -u)" = 0 ]; then
   bash slurm/local-cluster/up.sh
+  trap 'bash slurm/local-cluster/down.sh' EXIT   # leave no daemons or jobs behind
   export SLURM_CONF=${SLURM_DIR:-/tmp/face-slurm}/slurm.conf
 fi
 python -m pytest "$@"
