@@ -76,7 +76,7 @@ class FinetuneModule(pl.LightningModule):
         encoder: torch.nn.Module | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["encoder"])
+        self.save_hyperparameters(ignore=["encoder"], logger=False)  # the run logs its params itself (resumable)
         self.config: FinetuneConfig = config_from_dict(FinetuneConfig, config)
         self.spec = TaskSpec(**spec)
         self.effective_batch, self.picture_dir = effective_batch, picture_dir

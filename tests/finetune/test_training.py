@@ -92,3 +92,13 @@ def test_subject_exclusive_folds_as_one_command(demo: dict[str, str], tmp_path: 
     fold0 = json.loads((run / "fold0" / "config.json").read_text())["data"]
     assert not set(fold0["test_subjects"]) & (set(fold0["train_subjects"]) | set(fold0["val_subjects"]))
     assert summary["folds"]["0"]["test/identity_probe_subjects_image"] == len(splits[0]["test"])
+
+
+def test_resume_continues_from_last_checkpoint(demo: dict[str, str], tmp_path: Path) -> None:
+    common = ("--tasks.tasks", "[au]", "--data.clip_train", "[]", "--data.clip_val", "[]", "--data.clip_test", "[]",
+              "--eval.test", "false")
+    first = run_finetuning(tiny_config(demo, tmp_path / "run", *common))
+    steps = torch.load(Path(first.run_dir) / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")["global_step"]
+    run_finetuning(tiny_config(demo, tmp_path / "run", *common, "--trainer.max_epochs", "2"))  # resume: auto
+    last = torch.load(Path(first.run_dir) / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")
+    assert last["global_step"] == 2 * steps and last["epoch"] == 1
