@@ -45,7 +45,7 @@ def fit(
     return run_pretraining(config)
 
 
-def release(checkpoint: str, *, out: str, with_decoder: bool = False) -> str:
+def release(checkpoint: str, *, out: str, with_decoder: bool = False, name: str = "", alias: str = "", tracking_uri: str = "") -> str:
     """Write a trained model as a release folder (model.safetensors + config.json); returns the folder.
 
     Args:
@@ -53,10 +53,17 @@ def release(checkpoint: str, *, out: str, with_decoder: bool = False) -> str:
             ``runs/demo/pretrain/checkpoints/last.ckpt``), a public MAE/VideoMAE file, or a release folder.
         out: the new release folder (must not exist or be empty).
         with_decoder: release the whole masked autoencoder instead of the encoder alone.
+        name: also register the folder in the MLflow model registry under this name (``face-mae-vit-b``).
+        alias: with ``name``, point this alias (``champion``) at the new version.
+        tracking_uri: MLflow store for ``name``; empty = ``$MLFLOW_TRACKING_URI``, else the checkpoint's training run's.
     """
     from pretrain.release import release_checkpoint
 
     folder = release_checkpoint(checkpoint, out, with_decoder)
     print(f"released {'the MAE' if with_decoder else 'the encoder'} of {checkpoint} to {folder}")
+    if name:
+        from pretrain.mlflow_release import register_trained_release
+
+        register_trained_release(folder, name, alias or None, tracking_uri or None, checkpoint)
     return str(folder)
 

@@ -184,3 +184,21 @@ def test_downloads_are_cached_by_content_and_a_damaged_copy_is_fetched_again(
     weights.write_bytes(weights.read_bytes()[:-1])  # a truncated copy in the cache
     repaired = download_release("models:/face-test-cached@champion", tracking_uri=mlflow_server.url)
     assert (repaired / "model.safetensors").read_bytes() == (folder / "model.safetensors").read_bytes()
+
+
+@pytest.mark.slow
+def test_release_command_registers_with_name_and_alias(mlflow_server: MlflowServer, tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    torch.manual_seed(6)
+    source = write_release(VisionTransformer(ENCODER), ENCODER, tmp_path / "trained")  # release accepts a release folder too
+    command = [
+        sys.executable, "-m", "pretrain", "release", str(source), "--out", str(tmp_path / "released"),
+        "--name", "face-test-cli", "--alias", "champion", "--tracking_uri", mlflow_server.url,
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "models:/face-test-cli@champion" in done.stdout
+    version = MlflowClient(mlflow_server.url).get_model_version_by_alias("face-test-cli", "champion")
+    local = download_release(f"models:/face-test-cli/{version.version}", dst=tmp_path / "download", tracking_uri=mlflow_server.url)
+    assert (local / "model.safetensors").read_bytes() == (tmp_path / "released" / "model.safetensors").read_bytes()
