@@ -71,8 +71,9 @@ def test_vit_presets() -> None:
 
 
 def test_cli_reports_bad_value_without_traceback() -> None:
+    """Also: dashed flag names are accepted (``--model.clip-mask-ratio``)."""
     done = subprocess.run(
-        [sys.executable, "-m", "pretrain", "fit", "--config", "configs/pretrain/tiny.yaml", "--model.clip_mask_ratio", "0"],
+        [sys.executable, "-m", "pretrain", "fit", "--config", "configs/pretrain/tiny.yaml", "--model.clip-mask-ratio", "0"],
         capture_output=True, text=True, cwd=ROOT, timeout=120,
     )
     assert done.returncode == 2
