@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from data_shards.config_checks import ConfigError
 from finetune.config import FinetuneConfig
+from pretrain.tracking import restores_tracking_uri
 
 if TYPE_CHECKING:
     from finetune.task_spec import TaskSpec
@@ -108,6 +109,7 @@ def check_monitor(config: FinetuneConfig, spec: "TaskSpec") -> str:
     return monitor
 
 
+@restores_tracking_uri
 def run_finetuning(config: FinetuneConfig, extra_callbacks: list | None = None) -> FinetuneResult:
     """Fine-tune as ``config`` says; test the best validation checkpoint; return what was produced.
 

@@ -9,12 +9,14 @@ run (its id is kept in ``<run_dir>/mlflow_run.json``).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
@@ -23,6 +25,28 @@ from data_shards.config_checks import ConfigError
 from pretrain.config import TrackingConfig
 
 RUN_RECORD = "mlflow_run.json"
+Run = TypeVar("Run", bound=Callable[..., Any])
+
+
+def restores_tracking_uri(run: Run) -> Run:
+    """Decorate a training entry point so MLflow's process-wide tracking URI is restored when it ends.
+
+    Lightning's ``MLFlowLogger`` calls ``mlflow.set_tracking_uri``, which also sets
+    ``$MLFLOW_TRACKING_URI``: without this, a second run in the same process (k folds, a test
+    session) would resolve the first run's store as if the user had chosen it.
+    """
+
+    @functools.wraps(run)
+    def restoring(*args: Any, **kwargs: Any) -> Any:
+        before = os.environ.get("MLFLOW_TRACKING_URI")
+        try:
+            return run(*args, **kwargs)
+        finally:
+            import mlflow
+
+            mlflow.set_tracking_uri(before)
+
+    return restoring  # type: ignore[return-value]
 
 
 def resolve_tracking_uri(tracking: TrackingConfig, run_dir: str | Path) -> str:

@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pretrain.tracking import restores_tracking_uri
+
 if TYPE_CHECKING:
     from pretrain.cli import PretrainConfig
 
@@ -39,6 +41,7 @@ def write_config(config: "PretrainConfig", run_dir: Path) -> None:
     partial.replace(target)
 
 
+@restores_tracking_uri
 def run_pretraining(config: "PretrainConfig", extra_callbacks: list | None = None, datamodule: Any = None) -> str:
     """Pretrain the masked autoencoder as ``config`` says; return the run folder.
 
