@@ -59,9 +59,8 @@ def loader_config(data: PretrainDataConfig, encoder: ViTConfig, modality: str, s
 class InterleavedBatches:
     """Iterable of one epoch of interleaved batches for Lightning (``len`` = steps per epoch).
 
-    ``position`` gives (epoch, batches trained in it): the epoch to produce when iteration
-    starts, and the state saved in checkpoints. ``resume_at`` (epoch, batches done), set by
-    :meth:`load_state_dict`, makes the first iteration of that epoch start mid-way.
+    ``position`` gives (epoch, batches trained in it): the state saved in checkpoints, and where
+    an iteration starts — mid-way through the epoch right after a resume, at 0 otherwise.
     """
 
     def __init__(self, loaders: dict[str, ShardLoader], steps: dict[str, int], seed: int, position: Callable[[], tuple[int, int]]) -> None:
@@ -69,7 +68,6 @@ class InterleavedBatches:
         self.steps = steps
         self.seed = seed
         self.position = position
-        self.resume_at: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return sum(self.steps.values())
@@ -80,16 +78,14 @@ class InterleavedBatches:
         return {"epoch": epoch, "batches_done": batches_done}
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
-        """Continue after ``batches_done`` batches of ``epoch`` at the next iteration."""
-        self.resume_at = (int(state_dict["epoch"]), int(state_dict["batches_done"]))
+        """Nothing to load: :meth:`__iter__` continues from ``position``, Lightning's progress
+        counters, which every resume restores (Lightning calls this method only for some mid-epoch
+        checkpoints). Defined so that Lightning treats the loader as resumable."""
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        epoch = self.position()[0]
+        epoch, batches_done = self.position()
         order = epoch_schedule(self.steps["image"], self.steps["clip"], self.seed, epoch)
-        start = 0
-        if self.resume_at is not None and self.resume_at[0] == epoch:
-            start = min(self.resume_at[1], len(order))
-        self.resume_at = None
+        start = min(batches_done, len(order))  # > 0 only on the first iteration after a mid-epoch resume
         if start:
             done = order[:start]
             rank_zero_info(
