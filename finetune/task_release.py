@@ -14,9 +14,6 @@ predicts AUs and expressions, it does not carry the training subjects' names.
 from __future__ import annotations
 
 import dataclasses
-import json
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +28,6 @@ if TYPE_CHECKING:  # torch stays out of `python -m finetune --help`
     from finetune.task_spec import TaskSpec
 
 KIND = "task"
-FORMAT_VERSION = 1
 THRESHOLD_PREFIX = "threshold_index_au_"
 
 
@@ -81,10 +77,8 @@ def rebuild(encoder_config: ViTConfig, recipe: FinetuneConfig, spec: TaskSpec, s
 def release_finetuned(checkpoint: str | Path, out: str | Path) -> Path:
     """Write the model of a fine-tuning checkpoint (``<run>/checkpoints/best.ckpt``) to the new folder ``out``."""
     import torch
-    from safetensors.torch import save_file
-
     from finetune.metrics import DEFAULT_THRESHOLDS
-    from pretrain.release_format import CONFIG_FILE, FORMAT_NAME, WEIGHTS_FILE, file_sha256, package_version
+    from pretrain.release_format import write_release_folder
 
     source, folder = Path(checkpoint), Path(out)
     if not source.is_file():
@@ -102,51 +96,21 @@ def release_finetuned(checkpoint: str | Path, out: str | Path) -> Path:
     encoder_config = ViTConfig(**hparams["encoder_config"])
     recipe, spec = inference_parts(hparams["config"], hparams["spec"])
     rebuild(encoder_config, recipe, spec, state, str(source))  # what is written must load
-    if folder.exists() and any(folder.iterdir()):
-        raise FileExistsError(f"{folder}: release folder exists and is not empty; choose a new folder")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = folder.with_name(f".{folder.name}.partial-{uuid.uuid4().hex[:8]}")
-    staging.mkdir()
-    try:
-        save_file({k: v.contiguous() for k, v in state.items()}, str(staging / WEIGHTS_FILE), metadata={"format": "pt"})
-        meta = {
-            "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "kind": KIND,
-            "encoder_config": dataclasses.asdict(encoder_config), "config": dataclasses.asdict(recipe),
-            "spec": dataclasses.asdict(spec), "au_thresholds": thresholds,
-            "package_version": package_version(), "weights_sha256": file_sha256(staging / WEIGHTS_FILE),
-        }  # fmt: skip
-        (staging / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        if folder.exists():
-            folder.rmdir()
-        staging.rename(folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return folder
+    meta = {
+        "kind": KIND, "encoder_config": dataclasses.asdict(encoder_config), "config": dataclasses.asdict(recipe),
+        "spec": dataclasses.asdict(spec), "au_thresholds": thresholds,
+    }  # fmt: skip
+    return write_release_folder(folder, state, meta)
 
 
 def read_task_release(folder: str | Path) -> TaskRelease:
     """Read and verify a fine-tuned release folder; errors name the file and what is wrong."""
-    from safetensors.torch import load_file
+    from pretrain.release_format import read_release_folder
 
-    from pretrain.release_format import CONFIG_FILE, FORMAT_NAME, WEIGHTS_FILE, file_sha256
-
-    folder = Path(folder)
-    config_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
-    for path in (config_path, weights_path):
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: missing; a release folder holds {WEIGHTS_FILE} and {CONFIG_FILE}")
-    meta = json.loads(config_path.read_text())
-    if meta.get("format") != FORMAT_NAME or meta.get("kind") != KIND:
-        raise ValueError(f"{config_path}: not a fine-tuned release (format {meta.get('format')!r}, kind {meta.get('kind')!r})")
-    if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise ValueError(f"{config_path}: format_version {meta['format_version']} is newer than this package reads ({FORMAT_VERSION}); upgrade")
-    actual = file_sha256(weights_path)
-    if actual != meta.get("weights_sha256"):
-        raise ValueError(f"{weights_path}: SHA-256 {actual} does not match the one recorded in {CONFIG_FILE}; the file is damaged or altered")
+    meta, state = read_release_folder(folder, (KIND,), required=("encoder_config", "config", "spec"))
     encoder_config = ViTConfig(**meta["encoder_config"])
     recipe, spec = inference_parts(meta["config"], meta["spec"])
-    model = rebuild(encoder_config, recipe, spec, load_file(str(weights_path)), str(folder))
+    model = rebuild(encoder_config, recipe, spec, state, str(folder))
     return TaskRelease(model, spec, encoder_config, recipe, meta.get("au_thresholds", {}), meta.get("package_version", "unknown"))
 
 

@@ -84,40 +84,26 @@ def model_from_config(config: MAEConfig | ViTConfig) -> nn.Module:
     return MaskedAutoencoder(config) if isinstance(config, MAEConfig) else VisionTransformer(config)
 
 
-def write_release(model: nn.Module, config: MAEConfig | ViTConfig, folder: str | Path) -> Path:
-    """Write ``model`` (an MAE with its ``MAEConfig``, or an encoder with its ``ViTConfig``) to ``folder``.
+def write_release_folder(folder: str | Path, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
+    """Write ``state`` (safetensors) and ``meta`` + format, version and checksum (JSON) to the new ``folder``.
 
-    ``folder`` must not exist yet, or be empty. Returns the folder.
+    Staged under a temporary name and renamed when whole; ``folder`` must not exist or be empty.
+    Every release kind (ours and the fine-tuned ``task`` kind) is written through here.
     """
     from safetensors.torch import save_file
 
-    from pretrain.mae import MaskedAutoencoder
-    from pretrain.vit import VisionTransformer
-
     folder = Path(folder)
-    if isinstance(model, MaskedAutoencoder) and isinstance(config, MAEConfig):
-        kind = "mae"
-    elif isinstance(model, VisionTransformer) and isinstance(config, ViTConfig):
-        kind = "encoder"
-    else:
-        raise TypeError(f"write a MaskedAutoencoder with an MAEConfig or a VisionTransformer with a ViTConfig, got {type(model).__name__} with {type(config).__name__}")
     if folder.exists() and any(folder.iterdir()):
         raise FileExistsError(f"{folder}: release folder exists and is not empty; choose a new folder")
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = folder.with_name(f".{folder.name}.partial-{uuid.uuid4().hex[:8]}")
     staging.mkdir()
     try:
-        state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(staging / WEIGHTS_FILE), metadata={"format": "pt"})
-        meta = {
-            "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
-            "kind": kind,
-            "config": dataclasses.asdict(config),
-            "package_version": package_version(),
-            "weights_sha256": file_sha256(staging / WEIGHTS_FILE),
-        }
-        (staging / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        weights = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+        save_file(weights, str(staging / WEIGHTS_FILE), metadata={"format": "pt"})
+        header = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "package_version": package_version()}
+        record = {**header, **meta, "weights_sha256": file_sha256(staging / WEIGHTS_FILE)}
+        (staging / CONFIG_FILE).write_text(json.dumps(record, indent=2) + "\n")
         if folder.exists():
             folder.rmdir()
         staging.rename(folder)
@@ -127,8 +113,12 @@ def write_release(model: nn.Module, config: MAEConfig | ViTConfig, folder: str |
     return folder
 
 
-def read_release(folder: str | Path) -> Release:
-    """Read and verify a release folder; errors name the file and what is wrong."""
+def read_release_folder(folder: str | Path, kinds: tuple[str, ...], required: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Read a release folder's ``config.json`` and verified weights; errors name the file and what is wrong.
+
+    Checks the format, a readable version, the kind (one of ``kinds``), the ``required`` keys and
+    the weights' SHA-256 before loading them.
+    """
     from safetensors.torch import load_file
 
     folder = Path(folder)
@@ -140,19 +130,42 @@ def read_release(folder: str | Path) -> Release:
         meta = json.loads(config_path.read_text())
     except json.JSONDecodeError as error:
         raise ValueError(f"{config_path}: not valid JSON ({error})") from None
-    expected = ("format", "format_version", "kind", "config", "weights_sha256")
+    expected = ("format", "format_version", "kind", "weights_sha256", *required)
     missing = [key for key in expected if key not in meta]
     if missing or meta.get("format") != FORMAT_NAME:
         raise ValueError(f"{config_path}: not a {FORMAT_NAME} config; expected keys {list(expected)}, found {sorted(meta)}")
     if meta["format_version"] > FORMAT_VERSION:
         raise ValueError(f"{config_path}: format_version {meta['format_version']} is newer than this package reads ({FORMAT_VERSION}); upgrade")
-    if meta["kind"] not in KINDS:
-        raise ValueError(f"{config_path}: kind={meta['kind']!r}, expected one of {KINDS}")
+    if meta["kind"] not in kinds:
+        raise ValueError(f"{config_path}: kind={meta['kind']!r}, expected one of {kinds}")
     actual = file_sha256(weights_path)
     if actual != meta["weights_sha256"]:
         raise ValueError(f"{weights_path}: SHA-256 {actual} does not match {meta['weights_sha256']} recorded in {CONFIG_FILE}; the file is damaged or altered")
-    config = config_from_dict(meta["config"], meta["kind"], str(config_path))
-    return Release(meta["kind"], config, load_file(str(weights_path)), meta.get("package_version", "unknown"))
+    return meta, load_file(str(weights_path))
+
+
+def write_release(model: nn.Module, config: MAEConfig | ViTConfig, folder: str | Path) -> Path:
+    """Write ``model`` (an MAE with its ``MAEConfig``, or an encoder with its ``ViTConfig``) to ``folder``.
+
+    ``folder`` must not exist yet, or be empty. Returns the folder.
+    """
+    from pretrain.mae import MaskedAutoencoder
+    from pretrain.vit import VisionTransformer
+
+    if isinstance(model, MaskedAutoencoder) and isinstance(config, MAEConfig):
+        kind = "mae"
+    elif isinstance(model, VisionTransformer) and isinstance(config, ViTConfig):
+        kind = "encoder"
+    else:
+        raise TypeError(f"write a MaskedAutoencoder with an MAEConfig or a VisionTransformer with a ViTConfig, got {type(model).__name__} with {type(config).__name__}")
+    return write_release_folder(folder, model.state_dict(), {"kind": kind, "config": dataclasses.asdict(config)})
+
+
+def read_release(folder: str | Path) -> Release:
+    """Read and verify a release folder; errors name the file and what is wrong."""
+    meta, state = read_release_folder(folder, KINDS, required=("config",))
+    config = config_from_dict(meta["config"], meta["kind"], str(Path(folder) / CONFIG_FILE))
+    return Release(meta["kind"], config, state, meta.get("package_version", "unknown"))
 
 
 def load_release(folder: str | Path) -> nn.Module:
