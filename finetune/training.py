@@ -125,8 +125,8 @@ def run_finetuning(config: FinetuneConfig, extra_callbacks: list | None = None) 
     from finetune.heads import parameter_counts
     from finetune.lightning_module import FinetuneModule
     from finetune.model_builder import encoder_config_for, load_encoder
-    from pretrain.checkpointing import AtomicCheckpointIO, LastCheckpoint, checkpoint_dir, resolve_resume
-    from pretrain.strategies import build_strategy, resolve_accelerator, resolve_precision
+    from pretrain.checkpointing import LastCheckpoint, checkpoint_dir, resolve_resume
+    from pretrain.trainer_factory import build_trainer
     from pretrain.tracking import make_mlflow_logger, resolve_tracking_uri, start_tracked_run
 
     check_splits(config)
@@ -134,8 +134,6 @@ def run_finetuning(config: FinetuneConfig, extra_callbacks: list | None = None) 
     run_dir = Path(trainer_config.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     resume_from = resolve_resume(trainer_config.resume, run_dir)
-    accelerator = resolve_accelerator(trainer_config)
-    precision = resolve_precision(trainer_config, accelerator)
     pl.seed_everything(trainer_config.seed, verbose=False)
 
     encoder = load_encoder(config.model)
@@ -165,27 +163,7 @@ def run_finetuning(config: FinetuneConfig, extra_callbacks: list | None = None) 
         best,
         *(extra_callbacks or []),
     ]
-    deepspeed = trainer_config.strategy.startswith("deepspeed")
-    trainer = pl.Trainer(
-        accelerator=accelerator,
-        devices=trainer_config.devices,
-        num_nodes=trainer_config.num_nodes,
-        strategy=build_strategy(trainer_config, accelerator, micro_batch),
-        precision=precision,
-        max_epochs=trainer_config.max_epochs,
-        max_steps=trainer_config.max_steps,
-        accumulate_grad_batches=config.optim.accumulate_grad_batches,
-        gradient_clip_val=config.optim.grad_clip or None,
-        logger=logger,
-        callbacks=callbacks,
-        plugins=None if deepspeed else [AtomicCheckpointIO()],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        log_every_n_steps=trainer_config.log_every_n_steps,
-        use_distributed_sampler=False,
-        num_sanity_val_steps=0,
-        default_root_dir=str(run_dir),
-    )
+    trainer = build_trainer(trainer_config, config.optim, micro_batch, run_dir, logger, callbacks, enable_model_summary=False)
     params = {
         **dataclasses.asdict(config),
         "derived": {

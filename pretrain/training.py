@@ -54,10 +54,11 @@ def run_pretraining(config: "PretrainConfig", extra_callbacks: list | None = Non
     import lightning.pytorch as pl
     from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
-    from pretrain.checkpointing import AtomicCheckpointIO, LastCheckpoint, checkpoint_dir, resolve_resume
+    from pretrain.checkpointing import LastCheckpoint, checkpoint_dir, resolve_resume
     from pretrain.data_module import PretrainDataModule
     from pretrain.lightning_module import MAEPretrainModule
-    from pretrain.strategies import build_strategy, resolve_accelerator, resolve_precision
+    from pretrain.strategies import resolve_accelerator, resolve_precision
+    from pretrain.trainer_factory import build_trainer
     from pretrain.tracking import make_mlflow_logger, resolve_tracking_uri, start_tracked_run
     from pretrain.training_metrics import TrainingMetrics
 
@@ -67,10 +68,6 @@ def run_pretraining(config: "PretrainConfig", extra_callbacks: list | None = Non
     resume_from = resolve_resume(trainer_config.resume, run_dir)
     accelerator = resolve_accelerator(trainer_config)
     precision = resolve_precision(trainer_config, accelerator)
-    if accelerator == "cpu" and trainer_config.cpu_threads:
-        import torch
-
-        torch.set_num_threads(trainer_config.cpu_threads)
     pl.seed_everything(trainer_config.seed, verbose=False)
 
     if datamodule is None:
@@ -82,7 +79,6 @@ def run_pretraining(config: "PretrainConfig", extra_callbacks: list | None = Non
     module = MAEPretrainModule.from_configs(config.model, config.optim, effective_batch)
     logger = make_mlflow_logger(config.tracking, run_dir, resume=resume_from is not None)
     micro_batch = config.data.image_batch_size if config.data.image_shards else config.data.clip_batch_size
-    strategy = build_strategy(trainer_config, accelerator, micro_batch)
     callbacks = [
         LastCheckpoint(checkpoint_dir(run_dir), trainer_config.checkpoint_every_n_steps, trainer_config.seed),
         TrainingMetrics(
@@ -90,27 +86,7 @@ def run_pretraining(config: "PretrainConfig", extra_callbacks: list | None = Non
         ),
         *(extra_callbacks or []),
     ]
-    deepspeed = trainer_config.strategy.startswith("deepspeed")
-    trainer = pl.Trainer(
-        accelerator=accelerator,
-        devices=trainer_config.devices,
-        num_nodes=trainer_config.num_nodes,
-        strategy=strategy,
-        precision=precision,
-        max_epochs=trainer_config.max_epochs,
-        max_steps=trainer_config.max_steps,
-        accumulate_grad_batches=config.optim.accumulate_grad_batches,
-        gradient_clip_val=config.optim.grad_clip or None,
-        logger=logger,
-        callbacks=callbacks,
-        plugins=None if deepspeed else [AtomicCheckpointIO()],
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        log_every_n_steps=trainer_config.log_every_n_steps,
-        use_distributed_sampler=False,
-        num_sanity_val_steps=0,
-        default_root_dir=str(run_dir),
-    )
+    trainer = build_trainer(trainer_config, config.optim, micro_batch, run_dir, logger, callbacks, enable_checkpointing=False)
     params: dict[str, Any] = {
         **dataclasses.asdict(config),
         "derived": {"effective_batch": effective_batch, "lr": module.learning_rate, "world_size": trainer.world_size, **{f"{m}_steps_per_epoch": n for m, n in steps.items()}},
