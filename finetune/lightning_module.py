@@ -195,9 +195,13 @@ class FinetuneModule(pl.LightningModule):
         self._evaluate(batch, "test")
 
     def on_validation_epoch_end(self) -> None:
-        """Log validation metrics and store the per-AU thresholds chosen on this split."""
-        for name, value in self._summarise("val").items():
+        """Log validation metrics, store the per-AU thresholds chosen on this split, print a summary line."""
+        results = self._summarise("val")
+        for name, value in results.items():
             self.log(name, value, sync_dist=False)
+        headline = [k for k in sorted(results) if k.startswith(("val/au_f1_", "val/war_", "val/uar_")) and "valthr" not in k]
+        summary = " ".join(f"{k}={results[k]:.3f}" for k in headline)
+        rank_zero_info(f"epoch {self.current_epoch} step {self.global_step}: {summary}")
 
     def on_test_epoch_start(self) -> None:
         """Forget features of an earlier test run."""
