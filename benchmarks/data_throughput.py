@@ -25,9 +25,9 @@ import numpy as np
 import torch
 
 from data_shards.build import BuildConfig, BuildReport, build_shards
+from data_shards.loaders import LoaderConfig, train_loader
 from data_shards.media import encode_jpeg
 from data_shards.sources import label_file_source
-from data_shards.streaming import LoaderConfig, train_loader
 from data_shards.synth import AU_IDS, CLASS_NAMES, draw_sample, identity_of
 from data_shards.synth_faces import render_face
 

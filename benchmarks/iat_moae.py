@@ -61,8 +61,9 @@ def ensure_encoder(init: str, sets: dict[str, str], out: Path) -> str:
     """``init`` if it exists, else a tiny encoder pretrained here on the train images."""
     if Path(init).exists():
         return init
-    from data_shards.cli_support import load_recipe
-    from pretrain.cli import PretrainConfig, fit
+    from plumbing.recipes import load_recipe
+    from pretrain.cli import fit
+    from pretrain.config import PretrainConfig
     from pretrain.training import run_pretraining
 
     run = out / "pretrain"
@@ -75,10 +76,9 @@ def ensure_encoder(init: str, sets: dict[str, str], out: Path) -> str:
 
 def finetune_config(sets: dict[str, str], init: str, out: Path, name: str, seed: int, iat: bool, moae: bool, args: argparse.Namespace):
     """The tiny fine-tuning recipe, AU detection on images, with or without IAT / MoAE."""
-    from data_shards.cli_support import load_recipe
-    from data_shards.config_checks import validate
     from finetune.cli import fit
     from finetune.config import FinetuneConfig
+    from plumbing.recipes import load_recipe, validate
 
     overrides = [
         "--model.init", init, "--tasks.tasks", "[au]",
@@ -97,9 +97,9 @@ def finetune_config(sets: dict[str, str], init: str, out: Path, name: str, seed:
 
 def pretrained_probe(init: str, test_set: str) -> float:
     """Identity-probe accuracy on the pretrained encoder's pooled features (mean of patch tokens, LayerNorm)."""
-    from data_shards.streaming import LoaderConfig, eval_loader, normalize_pixels
+    from data_shards.loaders import LoaderConfig, eval_loader, normalize_pixels
     from finetune.identity_probe import hashes_of, identity_probe
-    from pretrain.loading import load_model
+    from pretrain.release.loading import load_model
 
     encoder = load_model(init, encoder_only=True).eval()
     features, subjects, hashes = [], [], []
@@ -129,9 +129,8 @@ def time_interleaved(steps: dict[str, Callable[[], None]], warmup: int, rounds: 
 def step_times(init: str, batch: int, rounds: int) -> dict[str, float]:
     """Median ms per training step of the fine-tuning model without and with MoAE (sparse, dense)."""
     from finetune.config import FinetuneConfig, MoAEConfig
-    from finetune.model_builder import build_task_model
-    from finetune.task_spec import TaskSpec
-    from pretrain.loading import load_model
+    from finetune.task_model import TaskSpec, build_task_model
+    from pretrain.release.loading import load_model
 
     torch.manual_seed(0)
     spec = TaskSpec(["image"], ["au"], au_ids=[str(i) for i in range(12)], subjects=[f"s{i}" for i in range(24)])

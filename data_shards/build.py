@@ -17,10 +17,11 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass
 from pathlib import Path
 
-from data_shards.config_checks import ConfigError
-from data_shards.manifest import Manifest, ShardSummary, merge_summaries, write_json_atomic
+from data_shards.manifest import Manifest, ShardSummary, merge_summaries
 from data_shards.shard_writer import ShardJob, summary_path, write_shard
 from data_shards.sources import Source, SourceItem
+from plumbing.files import write_json_atomic
+from plumbing.recipes import ConfigError
 
 Problems = list[tuple[str, str]]
 

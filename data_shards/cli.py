@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from data_shards.build import BuildConfig
-from data_shards.config_checks import ConfigError, validate
+from plumbing.recipes import ConfigError, validate
 
 Layout = Literal["folder", "bp4d", "bp4d_plus", "disfa", "rafdb", "affectnet", "dfew", "mafw", "ferv39k"]
 

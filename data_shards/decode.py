@@ -18,6 +18,7 @@ import torch
 from data_shards.manifest import Manifest
 from data_shards.media import decode_jpeg
 from data_shards.schema import MISSING_AU
+from plumbing.recipes import ConfigError
 
 
 @dataclass
@@ -42,8 +43,6 @@ class LabelMap:
         named = [m for m in manifests if m.class_names]
         for other in named[1:]:
             if other.class_names != named[0].class_names:
-                from data_shards.config_checks import ConfigError
-
                 raise ConfigError(f"class_names differ between {named[0].path} and {other.path}: {named[0].class_names} vs {other.class_names}")
         self.au_ids = au_ids
         self.class_names = named[0].class_names if named else []

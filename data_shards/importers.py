@@ -13,10 +13,10 @@ import os
 import re
 from collections.abc import Iterator
 
-from data_shards.config_checks import ConfigError
 from data_shards.media import sample_key
 from data_shards.schema import Labels
 from data_shards.sources import Source, SourceItem, folder_source, label_file_source
+from plumbing.recipes import ConfigError
 
 BP4D_AUS = ["1", "2", "4", "6", "7", "10", "12", "14", "15", "17", "23", "24"]
 DISFA_AUS = ["1", "2", "4", "6", "9", "12", "25", "26"]

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data_shards.config_checks import ConfigError
+from plumbing.recipes import ConfigError
 
 FORMAT_VERSION = 1
 
@@ -126,13 +126,6 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest:
     if manifest.format_version != FORMAT_VERSION:
         raise ConfigError(f"{path}: format_version={manifest.format_version}, this code reads {FORMAT_VERSION}")
     return manifest
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary name and rename it, so a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
 
 
 def merge_summaries(

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from braceexpand import braceexpand
 
-from data_shards.config_checks import ConfigError
 from data_shards.manifest import Manifest, read_manifest
+from plumbing.recipes import ConfigError
 
 
 @dataclass

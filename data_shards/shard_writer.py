@@ -7,18 +7,17 @@ leaves at most a temporary file, which the next run overwrites.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
-import os
 import tarfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from data_shards.manifest import LabelCounts, ShardRecord, ShardSummary, write_json_atomic
+from data_shards.manifest import LabelCounts, ShardRecord, ShardSummary
 from data_shards.media import TooSmall, encode_jpeg, load_clip, load_image
 from data_shards.sources import SourceItem
+from plumbing.files import atomic_path, file_sha256, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +71,10 @@ def _count(counts: LabelCounts, labels: dict) -> None:
 def write_shard(job: ShardJob) -> ShardSummary:
     """Write shard ``job.index`` and its summary; inputs too small or unreadable are counted and dropped."""
     final = Path(job.out_dir) / shard_name(job.index)
-    tmp = final.with_name(f".{final.name}.tmp{os.getpid()}")
     counts = LabelCounts()
     subjects: set[str] = set()
     sources: set[str] = set()
-    with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+    with atomic_path(final) as tmp, tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
         for item in job.items:
             try:
                 if job.modality == "image":
@@ -101,12 +99,7 @@ def write_shard(job: ShardJob) -> ShardSummary:
                 subjects.add(item.labels.subject)
             if item.labels.source is not None:
                 sources.add(item.labels.source)
-    digest = hashlib.sha256()
-    with open(tmp, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    record = ShardRecord(final.name, counts.samples, tmp.stat().st_size, digest.hexdigest())
+    record = ShardRecord(final.name, counts.samples, final.stat().st_size, file_sha256(final))
     summary = ShardSummary(record, job.index, sorted(subjects), sorted(sources), counts)
-    os.replace(tmp, final)
     write_json_atomic(summary_path(job.out_dir, job.index), asdict(summary))
     return summary

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from data_shards.config_checks import ConfigError
 from data_shards.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, sample_key
 from data_shards.schema import MISSING_AU, Labels
+from plumbing.recipes import ConfigError
 
 
 @dataclass

@@ -18,8 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from data_shards.build import BuildConfig, build_shards
 from data_shards.media import encode_jpeg
+from data_shards.sources import label_file_source
 from data_shards.synth_faces import AU_IDS, Identity, Pose, render_face
+from plumbing.files import write_json_atomic, write_text_atomic
 
 CLASS_NAMES = ["neutral", "happiness", "sadness", "surprise", "fear", "anger", "disgust"]
 EXPRESSION_AUS: dict[str, list[str]] = {
@@ -146,7 +149,7 @@ def synth_split(root: str, split: str, count: int, *, seed: int, size: int, fram
             chunks = list(pool.map(_write_range, ranges))
     else:
         chunks = [_write_range(job) for job in ranges]
-    labels.write_text("".join(json.dumps(row) + "\n" for rows in chunks for row in rows))
+    write_text_atomic(labels, "".join(json.dumps(row) + "\n" for rows in chunks for row in rows))
     return str(labels)
 
 
@@ -160,7 +163,7 @@ def split_counts(total: int) -> dict[str, int]:
 def write_vocab(out_dir: str) -> str:
     """Write ``vocab.json`` (AU ids and class names) for ``python -m data_shards build --vocab``."""
     path = Path(out_dir) / "vocab.json"
-    path.write_text(json.dumps({"au_ids": AU_IDS, "class_names": CLASS_NAMES}, indent=1))
+    write_json_atomic(path, {"au_ids": AU_IDS, "class_names": CLASS_NAMES}, indent=1)
     return str(path)
 
 
@@ -190,9 +193,6 @@ def make_demo_shards(
     Returns the manifest path of each set: keys ``images-train``, ``images-val``, ``images-test``,
     ``clips-train``, ``clips-val``, ``clips-test`` (clip sets only when ``clips > 0``).
     """
-    from data_shards.build import BuildConfig, build_shards
-    from data_shards.sources import label_file_source
-
     raw = os.path.join(out_dir, "raw")
     labels = synth_dataset(raw, images=images, clips=clips, img_size=img_size, frames=frames, seed=seed, workers=workers)
     manifests = {}

@@ -7,7 +7,6 @@ whether everything is whole.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tarfile
@@ -19,6 +18,7 @@ from data_shards.manifest import Manifest, ShardRecord, read_manifest
 from data_shards.media import decode_jpeg
 from data_shards.schema import label_problems
 from data_shards.tar_samples import iter_samples
+from plumbing.files import file_sha256
 
 
 @dataclass
@@ -69,11 +69,7 @@ def verify_shard(manifest: Manifest, record: ShardRecord) -> ShardCheck:
     size = os.path.getsize(path)
     if size != record.bytes:
         check.problems.append(f"{size} bytes, the manifest says {record.bytes}")
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    if digest.hexdigest() != record.sha256:
+    if file_sha256(path) != record.sha256:
         check.problems.append("sha256 differs from the manifest")
     try:
         for key, members in iter_samples(path):

@@ -1,9 +1,7 @@
 """``python -m finetune``: see :mod:`finetune.cli`."""
 
-from data_shards.cli_support import run_cli
-from finetune.cli import evaluate, fit, folds
-from finetune.release_commands import release, score
-from finetune.sweep import sweep
+from finetune.cli import evaluate, fit, folds, release, score, sweep
+from plumbing.cli import run_cli
 
 if __name__ == "__main__":
     run_cli(

@@ -1,4 +1,4 @@
-"""Command-line entry of fine-tuning: ``python -m finetune {fit,evaluate,folds} ...``.
+"""Command-line entry of fine-tuning: ``python -m finetune {fit,evaluate,folds,sweep,release,score} ...``.
 
 Typed signatures are the documentation: ``python -m finetune fit --help`` lists every key of a
 recipe with its type and default. Heavy libraries are imported inside the commands.
@@ -6,8 +6,12 @@ recipe with its type and default. Heavy libraries are imported inside the comman
 
 from __future__ import annotations
 
-from data_shards.config_checks import validate
+import json
+from typing import Literal
+
 from finetune.config import (
+    DEFAULT_TRACKING,
+    DEFAULT_TRAINER,
     EvalConfig,
     FinetuneConfig,
     FinetuneDataConfig,
@@ -16,10 +20,8 @@ from finetune.config import (
     IATConfig,
     TasksConfig,
 )
-from pretrain.config import TrackingConfig, TrainerConfig
-
-DEFAULT_TRAINER = TrainerConfig(output_dir="runs/finetune", max_epochs=20)
-DEFAULT_TRACKING = TrackingConfig(experiment="face-finetune")
+from plumbing.recipes import ConfigError, validate
+from pretrain.engine.config import TrackingConfig, TrainerConfig
 
 
 def fit(
@@ -62,8 +64,6 @@ def evaluate(run_dir: str, checkpoint: str = "best", image_test: list[str] | Non
         image_test: image shard sets to test on instead of the recipe's ``data.image_test``.
         clip_test: clip shard sets to test on instead of the recipe's ``data.clip_test``.
     """
-    import json
-
     from finetune.training import evaluate_run
 
     results = evaluate_run(run_dir, checkpoint, image_test, clip_test)
@@ -106,6 +106,99 @@ def folds(
         eval: model selection and the final evaluation.
     """
     config = FinetuneConfig(model, tasks, iat, data, optim, trainer, tracking, eval)
-    from finetune.fold_runs import run_folds
+    from finetune.folds import run_folds
 
     return str(run_folds(config, k, val_fraction, only or []))
+
+
+def sweep(
+    search_space: str = "",
+    num_samples: int = 4,
+    scheduler: Literal["", "asha", "pbt"] = "",
+    address: str = "",
+    num_cpus: int = 0,
+    cpus_per_trial: float = 1.0,
+    gpus_per_trial: float = 0.0,
+    max_concurrent_trials: int = 0,
+    sweep_dir: str = "",
+    model: FinetuneModelConfig = FinetuneModelConfig(),
+    tasks: TasksConfig = TasksConfig(),
+    iat: IATConfig = IATConfig(),
+    data: FinetuneDataConfig = FinetuneDataConfig(),
+    optim: FinetuneOptimConfig = FinetuneOptimConfig(),
+    trainer: TrainerConfig = DEFAULT_TRAINER,
+    tracking: TrackingConfig = DEFAULT_TRACKING,
+    eval: EvalConfig = EvalConfig(),
+) -> str:
+    """Ray Tune sweep of a fine-tuning recipe (``--config``) over a sweep file; prints the best trial.
+
+    One Lightning fine-tune per trial; ASHA stops weak trials (or PBT clones strong ones); each
+    trial is an MLflow child run of the sweep's run. Writes ``<sweep_dir>/best/config.yaml``,
+    ``best/checkpoint.ckpt`` and ``best/summary.json``; returns the best checkpoint's path.
+
+    Args:
+        search_space: sweep file (``configs/sweeps/tiny.yaml``): recipe keys, distributions, scheduler, metric.
+        num_samples: trials to sample (times the size of any ``grid``).
+        scheduler: ``asha`` or ``pbt`` instead of the sweep file's; empty = the file's.
+        address: Ray cluster to join (``auto``, ``host:port``); empty = start Ray in this process.
+        num_cpus: cores for a Ray started here; 0 = all.
+        cpus_per_trial: cores reserved per trial.
+        gpus_per_trial: GPUs reserved per trial.
+        max_concurrent_trials: trials at once; 0 = as many as the resources allow.
+        sweep_dir: sweep folder; empty = ``<trainer.output_dir>-sweep``.
+        model: the pretrained encoder to start from, MoAE, freezing.
+        tasks: AU detection and/or expression recognition, loss options.
+        iat: identity-adversarial training.
+        data: shard sets per split and modality, batches, augmentation.
+        optim: AdamW, layer-wise lr decay, warmup and cosine.
+        trainer: devices, strategy, precision, duration, checkpoints (per trial).
+        tracking: MLflow tracking (the sweep's run and its trials).
+        eval: model selection (``eval.monitor`` is the default sweep metric).
+    """
+    if not search_space:
+        raise ConfigError("--search_space: give the sweep file, e.g. --search_space configs/sweeps/tiny.yaml")
+    from finetune.sweep.driver import sweep_recipe
+
+    config = FinetuneConfig(model, tasks, iat, data, optim, trainer, tracking, eval)
+    outcome = sweep_recipe(
+        config, search_space, num_samples, address or None, num_cpus or None, cpus_per_trial, gpus_per_trial,
+        max_concurrent_trials, sweep_dir or None, scheduler or None,
+    )  # fmt: skip
+    return str(outcome.best_checkpoint)
+
+
+def release(checkpoint: str, *, out: str, name: str = "", alias: str = "", tracking_uri: str = "") -> str:
+    """Write a fine-tuned model as a release folder (model.safetensors + config.json); optionally register it in MLflow.
+
+    Args:
+        checkpoint: a fine-tuning checkpoint, e.g. ``runs/demo/finetune/checkpoints/best.ckpt``.
+        out: the new release folder (must not exist or be empty).
+        name: also register the folder in the MLflow model registry under this name (``face-au-tiny``).
+        alias: with ``name``, point this alias (``champion``) at the new version.
+        tracking_uri: MLflow store for ``name``; empty = ``$MLFLOW_TRACKING_URI``, else the checkpoint's training run's.
+    """
+    from finetune.release import LOADER_MODULE, release_finetuned
+    from pretrain.release.registry import register_trained_release
+
+    folder = release_finetuned(checkpoint, out)
+    print(f"released the fine-tuned model of {checkpoint} to {folder}")
+    if name:
+        register_trained_release(folder, name, alias or None, tracking_uri or None, checkpoint, LOADER_MODULE)
+    return str(folder)
+
+
+def score(model: str, image_test: list[str] | None = None, clip_test: list[str] | None = None, batch_size: int = 32) -> dict[str, float]:
+    """Load a released fine-tuned model (folder or MLflow URI) and print its test metrics as JSON.
+
+    Args:
+        model: a release folder or an MLflow URI (``models:/face-au-tiny@champion``, ``runs:/<id>/model``);
+            URIs use ``$MLFLOW_TRACKING_URI``.
+        image_test: image shard sets to test on.
+        clip_test: clip shard sets to test on.
+        batch_size: samples per forward pass.
+    """
+    from finetune.scoring import score_release
+
+    results = score_release(model, image_test or [], clip_test or [], batch_size)
+    print(json.dumps({"model": model, **results}, indent=2))
+    return results

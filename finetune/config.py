@@ -1,7 +1,7 @@
 """Typed configuration of fine-tuning: encoder start point, tasks, IAT, MoAE, data, optimiser, evaluation.
 
 Imports nothing heavy, so ``python -m finetune --help`` is fast. Each dataclass reports
-impossible settings through ``problems()``; :func:`data_shards.config_checks.validate` names
+impossible settings through ``problems()``; :func:`plumbing.recipes.validate` names
 the dotted key. Trainer and tracking sections reuse :mod:`pretrain.config`'s dataclasses.
 Recipes live under ``configs/finetune/``; a test loads every one.
 """
@@ -11,9 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Literal, get_origin, get_type_hints
 
-from pretrain.config import OptimConfig, Problems, TrackingConfig, TrainerConfig, ViTConfig
+from plumbing.recipes import Problems
+from pretrain.engine.config import OptimConfig, TrackingConfig, TrainerConfig
+from pretrain.model.config import ViTConfig
 
 Task = Literal["au", "expression"]
+DEFAULT_TRAINER = TrainerConfig(output_dir="runs/finetune", max_epochs=20)
+DEFAULT_TRACKING = TrackingConfig(experiment="face-finetune")
 
 
 @dataclass
@@ -134,6 +138,11 @@ class IATConfig:
     strength: float = 0.0
     schedule: Literal["constant", "dann"] = "constant"
     loss_weight: float = 1.0
+
+    @property
+    def enabled(self) -> bool:
+        """IAT is on (the model gets an identity head) when ``strength > 0``."""
+        return self.strength > 0
 
     def problems(self) -> Problems:
         """Impossible settings as (field, reason) pairs."""
@@ -296,8 +305,8 @@ class FinetuneConfig:
     iat: IATConfig = field(default_factory=IATConfig)
     data: FinetuneDataConfig = field(default_factory=FinetuneDataConfig)
     optim: FinetuneOptimConfig = field(default_factory=FinetuneOptimConfig)
-    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(output_dir="runs/finetune", max_epochs=20))
-    tracking: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment="face-finetune"))
+    trainer: TrainerConfig = field(default_factory=lambda: DEFAULT_TRAINER)
+    tracking: TrackingConfig = field(default_factory=lambda: DEFAULT_TRACKING)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 

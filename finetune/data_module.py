@@ -1,7 +1,7 @@
 """Fine-tuning data: labelled shard streams per split and modality, as Lightning loaders.
 
 Training interleaves image and clip batches one modality per step with
-:class:`pretrain.data_module.InterleavedBatches` (same seeded order on every rank, its position
+:class:`data_shards.interleave.InterleavedBatches` (same seeded order on every rank, its position
 kept in checkpoints by Lightning). An epoch is one pass over the image training set and
 ``clip_step_ratio`` clip steps per image step (clips only: one pass over the clips). Validation gives one loader per modality
 (one view per sample); the test gives multi-view batches ``(B, V, C, ...)`` with ``views = V``:
@@ -20,15 +20,16 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 
-from data_shards.config_checks import ConfigError
 from data_shards.decode import LabelMap
+from data_shards.interleave import InterleavedBatches
+from data_shards.loaders import LoaderConfig, ShardLoader, eval_loader, train_loader
 from data_shards.shard_sets import ShardSet, resolve_sets
-from data_shards.streaming import LoaderConfig, ShardLoader, eval_loader, train_loader
 from finetune.config import FinetuneConfig
-from finetune.task_spec import TaskSpec
-from pretrain.config import ViTConfig
-from pretrain.data_module import InterleavedBatches
+from finetune.task_model import TaskSpec
+from plumbing.recipes import ConfigError
+from pretrain.model.config import ViTConfig
 
 MODALITIES = ("image", "clip")
 
@@ -94,7 +95,7 @@ class FinetuneDataModule(pl.LightningDataModule):
             counts = {name: sum(getattr(s.manifest.counts, name) for s in sets) for name in ("with_aus", "with_expression", "with_subject")}
             needs = {"au": ("with_aus", labels.au_ids), "expression": ("with_expression", labels.class_names)}
             spec.modality_tasks[modality] = [task for task in tasks if needs[task][1] and counts[needs[task][0]] > 0]
-            if self.config.iat.strength > 0 and counts["with_subject"] == 0:
+            if self.config.iat.enabled and counts["with_subject"] == 0:
                 raise ConfigError(f"iat.strength={self.config.iat.strength} needs subject labels; data.{modality}_train has none")
             self._agree(spec, labels, f"data.{modality}_train")
             vocabularies[modality] = labels.subjects
@@ -168,8 +169,12 @@ class FinetuneDataModule(pl.LightningDataModule):
         if self._batches is None:
             loaders = self._train_loaders()
             steps = {m: len(loaders[m]) if m in loaders else 0 for m in MODALITIES}
-            self._batches = InterleavedBatches(loaders, steps, self.config.trainer.seed, self.position)
+            self._batches = InterleavedBatches(loaders, steps, self.config.trainer.seed, self.position, rank_zero_info)
         return self._batches
+
+    def skipped_samples(self) -> dict[str, int]:
+        """Corrupt samples and truncated shards skipped so far by this rank's training loaders."""
+        return self._batches.skipped() if self._batches is not None else {}
 
     def position(self) -> tuple[int, int]:
         """The current epoch and the batches of it trained so far (Lightning's progress counters)."""

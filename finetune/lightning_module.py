@@ -1,6 +1,6 @@
 """The Lightning wiring of fine-tuning: task losses, IAT, MoAE balance, metrics, pictures, probe.
 
-The plain-PyTorch :class:`~finetune.heads.FaceTaskModel` lives at attribute ``model``. Each
+The plain-PyTorch :class:`~finetune.task_model.FaceTaskModel` lives at attribute ``model``. Each
 training batch is one modality (``pixels`` ``(B, C, H, W)`` images or ``(B, C, T, H, W)``
 clips); every head is evaluated on every step but only the batch's modality heads enter the loss
 (the others with weight 0, so DDP sees the same graph on every rank). Evaluation batches may
@@ -23,15 +23,11 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from data_shards.config_checks import ConfigError
-from data_shards.streaming import normalize_pixels
+from data_shards.loaders import normalize_pixels
 from finetune.adapters import MixtureOfAdapterExperts
 from finetune.config import FinetuneConfig, config_from_dict
 from finetune.figures import au_f1_picture, confusion_picture
-from finetune.grad_reverse import reversal_strength
-from finetune.heads import head_name
 from finetune.identity_probe import hashes_of, identity_probe
-from finetune.layer_decay import layer_decay_scale
 from finetune.losses import masked_bce, one_hot_targets, soft_cross_entropy
 from finetune.metrics import (
     MaskedMultilabelF1,
@@ -42,11 +38,13 @@ from finetune.metrics import (
     uar,
     war,
 )
-from finetune.mixing import draw_mix, mix_targets
-from finetune.model_builder import build_task_model
-from finetune.task_spec import TaskSpec
-from pretrain.config import ViTConfig
-from pretrain.optim import build_adamw, build_param_groups, scaled_lr
+from finetune.mixup import draw_mix, mix_targets
+from finetune.task_model import TaskSpec, build_task_model, head_name, reversal_strength
+from plumbing.files import write_png_atomic
+from plumbing.recipes import ConfigError
+from pretrain.engine.optim import build_adamw, build_param_groups, layer_decay_scale, scaled_lr
+from pretrain.engine.training_metrics import StepWindow
+from pretrain.model.config import ViTConfig
 
 
 def modality_of(pixels: torch.Tensor, views: bool = False) -> str:
@@ -97,6 +95,7 @@ class FinetuneModule(pl.LightningModule):
                 self.register_buffer(f"threshold_index_{name}", torch.full((len(self.spec.au_ids),), half, dtype=torch.long))
         self.probe_parts: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.test_results: dict[str, float] = {}
+        self.window = StepWindow()  # read by the engine's TrainingMetrics
 
     def _metric(self, name: str) -> torch.nn.Module:
         if name.startswith("au_"):
@@ -115,9 +114,11 @@ class FinetuneModule(pl.LightningModule):
         modality = modality_of(pixels)
         data = self.config.data
         mix = draw_mix(pixels, data.mixup_alpha, data.cutmix_alpha, data.mix_prob, data.mix_switch_prob, self.mix_generator)
-        progress = self.global_step / max(1, int(self.trainer.estimated_stepping_batches))
-        self.model.reversal.strength = reversal_strength(self.config.iat.strength, self.config.iat.schedule, progress)
-        out = self.model(pixels, list(self.model.heads))
+        strength = 0.0
+        if self.model.identity_head is not None:
+            progress = self.global_step / max(1, int(self.trainer.estimated_stepping_batches))
+            strength = reversal_strength(self.config.iat.strength, self.config.iat.schedule, progress)
+        out = self.model(pixels, list(self.model.heads), strength)
         batch_size = pixels.shape[0]
         total = sum(0.0 * out[name].sum() for name in self.model.heads if not name.endswith(modality))
         for task in self.spec.tasks_for(modality):
@@ -133,7 +134,7 @@ class FinetuneModule(pl.LightningModule):
             identity_loss = soft_cross_entropy(out["identity"], targets, present)
             total = total + self.config.iat.loss_weight * identity_loss
             self.log("train/identity_loss", identity_loss, batch_size=batch_size)
-            self.log("train/iat_lambda", self.model.reversal.strength, batch_size=batch_size)
+            self.log("train/iat_lambda", strength, batch_size=batch_size)
         if self.mixtures:
             balance = torch.stack([m.balance_loss for m in self.mixtures]).sum()
             total = total + self.config.model.moae.balance_coef * balance
@@ -142,6 +143,7 @@ class FinetuneModule(pl.LightningModule):
                 for expert, load in enumerate(mixture.expert_load):
                     self.log(f"moae/load_block{index}_expert{expert}", load, batch_size=batch_size)
         self.log("train/loss", total, batch_size=batch_size)
+        self.window.add(modality, total, batch_size)
         return total
 
     def _task_loss(self, task: str, logits: torch.Tensor, batch: dict[str, Any], mix: Any) -> torch.Tensor:
@@ -265,10 +267,7 @@ class FinetuneModule(pl.LightningModule):
         if not self.trainer.is_global_zero:
             return
         if self.picture_dir:
-            from PIL import Image
-
-            Path(self.picture_dir).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(picture).save(Path(self.picture_dir) / filename)
+            write_png_atomic(Path(self.picture_dir) / filename, picture)
         log_image = getattr(getattr(self.logger, "experiment", None), "log_image", None)
         run_id = getattr(self.logger, "run_id", None)
         if callable(log_image) and run_id:

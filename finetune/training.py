@@ -1,7 +1,7 @@
 """Run fine-tuning with Lightning: ``run_finetuning(config, extra_callbacks=None) -> FinetuneResult``.
 
-Builds the data module (which reads the manifests into a :class:`~finetune.task_spec.TaskSpec`),
-loads the pretrained encoder (:func:`finetune.model_builder.load_encoder`), the Lightning module,
+Builds the data module (which reads the manifests into a :class:`~finetune.task_model.TaskSpec`),
+loads the pretrained encoder (:func:`finetune.task_model.load_encoder`), the Lightning module,
 strategy, MLflow logger, ``last.ckpt`` refreshes and a best-on-validation checkpoint; fits; then
 tests the best checkpoint (never selected on test) and writes ``result.json``. Launchers (SLURM
 requeue, Ray Tune's report callback) pass their callbacks through ``extra_callbacks``.
@@ -11,17 +11,27 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from data_shards.config_checks import ConfigError
-from finetune.config import FinetuneConfig
-from pretrain.tracking import restores_tracking_uri
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
-if TYPE_CHECKING:
-    from finetune.task_spec import TaskSpec
+from finetune.config import FinetuneConfig, MoAEConfig, config_from_dict
+from finetune.data_module import FinetuneDataModule
+from finetune.lightning_module import FinetuneModule
+from finetune.task_model import TaskSpec, encoder_config_for, load_encoder, parameter_counts
+from plumbing.files import write_json_atomic
+from plumbing.recipes import ConfigError
+from pretrain.engine.checkpointing import LAST_CHECKPOINT, checkpoint_dir
+from pretrain.engine.config import OptimConfig
+from pretrain.engine.tracking import restores_tracking_uri
+from pretrain.engine.trainer import CONFIG_RECORD, TrainingRun, build_trainer
+from pretrain.engine.training_metrics import MODALITIES, TrainingMetrics
+from pretrain.model.config import ViTConfig
+from pretrain.model.flops import encoder_forward_flops, tokens_per_sample
+from pretrain.model.vit import Block
 
 BEST_CHECKPOINT = "best.ckpt"
 
@@ -49,7 +59,7 @@ class FinetuneResult:
         return dataclasses.asdict(self)
 
 
-def monitor_metric(config: FinetuneConfig, spec: "TaskSpec | None" = None) -> str:
+def monitor_metric(config: FinetuneConfig, spec: TaskSpec | None = None) -> str:
     """The validation metric that selects the best checkpoint: ``eval.monitor``, or for ``auto``
     ``val/au_f1_<m>`` when modality ``m`` (images first) learns AUs, else ``val/war_<m>``.
     Without ``spec`` every task is assumed on every modality.
@@ -68,13 +78,6 @@ def effective_batch_size(config: FinetuneConfig) -> int:
     return per_device * trainer.devices * trainer.num_nodes * config.optim.accumulate_grad_batches
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON under a temporary name, then rename it into place."""
-    partial = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    partial.write_text(json.dumps(data, indent=2) + "\n")
-    partial.replace(path)
-
-
 def check_splits(config: FinetuneConfig) -> None:
     """Every training modality needs a validation split: model selection is never done on test."""
     for modality in ("image", "clip"):
@@ -87,7 +90,7 @@ def check_splits(config: FinetuneConfig) -> None:
         raise ConfigError("data.class_balanced=True needs the 'expression' task in tasks.tasks")
 
 
-def metric_names(config: FinetuneConfig, spec: "TaskSpec") -> list[str]:
+def metric_names(config: FinetuneConfig, spec: TaskSpec) -> list[str]:
     """The validation metrics a run logs (what ``eval.monitor`` may name)."""
     names = []
     for modality in spec.modalities:
@@ -100,13 +103,21 @@ def metric_names(config: FinetuneConfig, spec: "TaskSpec") -> list[str]:
     return names
 
 
-def check_monitor(config: FinetuneConfig, spec: "TaskSpec") -> str:
+def check_monitor(config: FinetuneConfig, spec: TaskSpec) -> str:
     """The monitored metric, checked against what the run will log."""
     monitor = monitor_metric(config, spec)
     logged = metric_names(config, spec)
     if monitor not in logged:
         raise ConfigError(f"eval.monitor={config.eval.monitor!r} selects {monitor!r}, which this run does not log; choose one of {logged}")
     return monitor
+
+
+def training_flops_per_sample(encoder: ViTConfig, moae: MoAEConfig, modality: str) -> float:
+    """Forward + backward FLOPs of one sample: the encoder on every token plus the routed adapters."""
+    tokens = tokens_per_sample(encoder, modality)
+    hidden = max(1, round(encoder.embed_dim * moae.hidden_ratio))
+    per_token = 2 * encoder.embed_dim * moae.num_experts * 2 + moae.top_k * 2 * 2 * encoder.embed_dim * hidden
+    return 3.0 * (encoder_forward_flops(encoder, modality) + moae.top_blocks * tokens * per_token)
 
 
 @restores_tracking_uri
@@ -117,25 +128,9 @@ def run_finetuning(config: FinetuneConfig, extra_callbacks: list | None = None) 
         config: a validated :class:`~finetune.config.FinetuneConfig`.
         extra_callbacks: Lightning callbacks added by a launcher (SLURM requeue, Ray Tune report).
     """
-    import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
-
-    from finetune.data_module import FinetuneDataModule
-    from finetune.heads import parameter_counts
-    from finetune.lightning_module import FinetuneModule
-    from finetune.model_builder import encoder_config_for, load_encoder
-    from pretrain.checkpointing import LastCheckpoint, checkpoint_dir, resolve_resume
-    from pretrain.trainer_factory import build_trainer
-    from pretrain.tracking import make_mlflow_logger, resolve_tracking_uri, start_tracked_run
-
     check_splits(config)
     trainer_config = config.trainer
-    run_dir = Path(trainer_config.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    resume_from = resolve_resume(trainer_config.resume, run_dir)
-    pl.seed_everything(trainer_config.seed, verbose=False)
-
+    run = TrainingRun(trainer_config, config.tracking)
     encoder = load_encoder(config.model)
     encoder_config = encoder_config_for(encoder, config.model)
     datamodule = FinetuneDataModule(config, encoder_config)
@@ -144,49 +139,43 @@ def run_finetuning(config: FinetuneConfig, extra_callbacks: list | None = None) 
     effective_batch = effective_batch_size(config)
     module = FinetuneModule(
         dataclasses.asdict(encoder_config), dataclasses.asdict(config), dataclasses.asdict(spec),
-        effective_batch, str(run_dir / "pictures"), encoder=encoder,
+        effective_batch, str(run.run_dir / "pictures"), encoder=encoder,
     )
     counts = parameter_counts(module.model)
     rank_zero_info(
         f"parameters: {counts['trainable']:,} trainable of {counts['total']:,} "
         f"({100 * counts['trainable'] / counts['total']:.2f}%); heads {sorted(spec.head_sizes())}"
-        + (f"; identity head over {len(spec.subjects)} subjects, lambda {config.iat.strength}" if config.iat.strength else "")
+        + (f"; identity head over {len(spec.subjects)} subjects, lambda {config.iat.strength}" if module.model.identity_head is not None else "")
     )
-    logger = make_mlflow_logger(config.tracking, run_dir, resume=resume_from is not None)
     micro_batch = config.data.image_batch_size if config.data.image_train else config.data.clip_batch_size
     best = ModelCheckpoint(
-        dirpath=checkpoint_dir(run_dir), filename="best", monitor=monitor, mode="max", save_top_k=1,
+        dirpath=checkpoint_dir(run.run_dir), filename="best", monitor=monitor, mode="max", save_top_k=1,
         save_last=False, auto_insert_metric_name=False, enable_version_counter=False,
     )
-    callbacks = [
-        LastCheckpoint(checkpoint_dir(run_dir), trainer_config.checkpoint_every_n_steps, trainer_config.seed),
-        best,
-        *(extra_callbacks or []),
-    ]
-    trainer = build_trainer(trainer_config, config.optim, micro_batch, run_dir, logger, callbacks, enable_model_summary=False)
-    params = {
-        **dataclasses.asdict(config),
-        "derived": {
-            "effective_batch": effective_batch, "lr": module.learning_rate, "world_size": trainer.world_size,
-            "trainable_parameters": counts["trainable"], "total_parameters": counts["total"], "monitor": monitor,
-            **{f"{m}_steps_per_epoch": n for m, n in datamodule.steps_per_epoch().items()},
-        },
-    }
-    if rank_zero_only.rank == 0:
-        write_json_atomic(run_dir / "config.json", dataclasses.asdict(config))
-    start_tracked_run(logger, resolve_tracking_uri(config.tracking, run_dir), params, run_dir)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    metrics = TrainingMetrics(
+        run.run_dir, trainer_config.log_every_n_steps,
+        {m: training_flops_per_sample(encoder_config, config.model.moae, m) for m in MODALITIES},
+        {m: tokens_per_sample(encoder_config, m) for m in MODALITIES}, datamodule.skipped_samples,
+    )
+    trainer = run.trainer(config.optim, micro_batch, [best, metrics, *(extra_callbacks or [])], frozenset({Block}), enable_model_summary=False)
+    derived = {
+        "effective_batch": effective_batch, "lr": module.learning_rate, "world_size": trainer.world_size,
+        "trainable_parameters": counts["trainable"], "total_parameters": counts["total"], "monitor": monitor,
+        **{f"{m}_steps_per_epoch": n for m, n in datamodule.steps_per_epoch().items()},
+    }  # fmt: skip
+    run.record(config, {**dataclasses.asdict(config), "derived": derived})
+    trainer.fit(module, datamodule=datamodule, ckpt_path=run.resume_from)
 
     val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-    best_path = best.best_model_path or str(checkpoint_dir(run_dir) / "last.ckpt")
+    best_path = best.best_model_path or str(checkpoint_dir(run.run_dir) / LAST_CHECKPOINT)
     score = None if best.best_model_score is None else float(best.best_model_score)
     test: dict[str, float] = {}
     if config.eval.test and (config.data.image_test or config.data.clip_test):
         trainer.test(module, datamodule=datamodule, ckpt_path=best_path, verbose=False)
         test = dict(module.test_results)
-    result = FinetuneResult(str(run_dir), best_path, monitor, score, counts, val, test)
+    result = FinetuneResult(str(run.run_dir), best_path, monitor, score, counts, val, test)
     if rank_zero_only.rank == 0:
-        write_json_atomic(run_dir / "result.json", result.as_dict())
+        write_json_atomic(run.run_dir / "result.json", result.as_dict())
         rank_zero_info(f"best {monitor} = {score}; checkpoint {best_path}; test: {json.dumps(test, indent=1)}")
     return result
 
@@ -197,21 +186,12 @@ def evaluate_run(run_dir: str, checkpoint: str = "best", image_test: list[str] |
     ``checkpoint`` is ``best``, ``last`` or a path; ``image_test``/``clip_test`` replace the
     recipe's test sets. Returns the test metrics (and the identity probe's result).
     """
-    import lightning.pytorch as pl
-
-    from finetune.config import config_from_dict
-    from finetune.data_module import FinetuneDataModule
-    from finetune.lightning_module import FinetuneModule
-    from pretrain.checkpointing import checkpoint_dir
-    from pretrain.config import ViTConfig
-    from pretrain.strategies import resolve_accelerator, resolve_precision
-
     folder = Path(run_dir)
-    saved = folder / "config.json"
+    saved = folder / CONFIG_RECORD
     if not saved.is_file():
-        raise FileNotFoundError(f"{saved}: not a fine-tuning run folder (no config.json)")
+        raise FileNotFoundError(f"{saved}: not a fine-tuning run folder (no {CONFIG_RECORD})")
     config = config_from_dict(FinetuneConfig, json.loads(saved.read_text()))
-    named = {"best": checkpoint_dir(folder) / BEST_CHECKPOINT, "last": checkpoint_dir(folder) / "last.ckpt"}
+    named = {"best": checkpoint_dir(folder) / BEST_CHECKPOINT, "last": checkpoint_dir(folder) / LAST_CHECKPOINT}
     path = named.get(checkpoint, Path(checkpoint))
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint={checkpoint!r}: {path} does not exist")
@@ -226,11 +206,7 @@ def evaluate_run(run_dir: str, checkpoint: str = "best", image_test: list[str] |
     config = dataclasses.replace(config, data=data, trainer=trainer_config)
     module = FinetuneModule.load_from_checkpoint(str(path), map_location="cpu", picture_dir=str(folder / "pictures"), weights_only=True)
     module.config = config
-    accelerator = resolve_accelerator(trainer_config)
-    trainer = pl.Trainer(
-        accelerator=accelerator, devices=1, precision=resolve_precision(trainer_config, accelerator), logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False,
-    )
+    trainer = build_trainer(trainer_config, OptimConfig(), data.image_batch_size, folder, False, [], enable_checkpointing=False, enable_model_summary=False)
     trainer.test(module, datamodule=FinetuneDataModule(config, ViTConfig(**module.hparams["encoder_config"])), verbose=False)
     results = dict(module.test_results)
     write_json_atomic(folder / "evaluation.json", {"checkpoint": str(path), "test": results})

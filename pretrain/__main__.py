@@ -1,6 +1,6 @@
 """``python -m pretrain``: see :mod:`pretrain.cli`."""
 
-from data_shards.cli_support import run_cli
+from plumbing.cli import run_cli
 from pretrain.cli import fit, release
 
 if __name__ == "__main__":

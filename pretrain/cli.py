@@ -6,21 +6,10 @@ the recipe with its type and default. Heavy libraries are imported inside the co
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from data_shards.config_checks import validate
-from pretrain.config import MAEConfig, OptimConfig, PretrainDataConfig, TrackingConfig, TrainerConfig
-
-
-@dataclass
-class PretrainConfig:
-    """A whole pretraining run, as a recipe under ``configs/pretrain/`` describes it."""
-
-    model: MAEConfig = field(default_factory=MAEConfig)
-    data: PretrainDataConfig = field(default_factory=PretrainDataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+from plumbing.recipes import validate
+from pretrain.config import PretrainConfig, PretrainDataConfig
+from pretrain.engine.config import OptimConfig, TrackingConfig, TrainerConfig
+from pretrain.model.config import MAEConfig
 
 
 def fit(
@@ -57,12 +46,12 @@ def release(checkpoint: str, *, out: str, with_decoder: bool = False, name: str 
         alias: with ``name``, point this alias (``champion``) at the new version.
         tracking_uri: MLflow store for ``name``; empty = ``$MLFLOW_TRACKING_URI``, else the checkpoint's training run's.
     """
-    from pretrain.release import release_checkpoint
+    from pretrain.release.loading import release_checkpoint
 
     folder = release_checkpoint(checkpoint, out, with_decoder)
     print(f"released {'the MAE' if with_decoder else 'the encoder'} of {checkpoint} to {folder}")
     if name:
-        from pretrain.mlflow_release import register_trained_release
+        from pretrain.release.registry import register_trained_release
 
         register_trained_release(folder, name, alias or None, tracking_uri or None, checkpoint)
     return str(folder)

@@ -3,11 +3,12 @@
 The plain-PyTorch MAE lives at attribute ``model`` (checkpoint keys ``model.*``). The
 checkpoint's hyper-parameters are plain dicts (``model_config`` = ``dataclasses.asdict`` of the
 :class:`MAEConfig`, ``optim`` of the :class:`OptimConfig`), so checkpoints load with
-``torch.load(weights_only=True)`` and :func:`pretrain.release_format.config_from_dict` rebuilds
+``torch.load(weights_only=True)`` and :func:`pretrain.model.config.config_from_dict` rebuilds
 the model.
 
-No host sync per step: the step adds its detached loss into per-modality device buffers that
-:class:`pretrain.training_metrics.TrainingMetrics` reads (and all-reduces) every N steps.
+No host sync per step: the step adds its detached loss to a
+:class:`~pretrain.engine.training_metrics.StepWindow` that
+:class:`~pretrain.engine.training_metrics.TrainingMetrics` reads (and all-reduces) every N steps.
 """
 
 from __future__ import annotations
@@ -18,13 +19,12 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from data_shards.streaming import normalize_pixels
-from pretrain.config import MAEConfig, OptimConfig
-from pretrain.mae import MaskedAutoencoder
-from pretrain.optim import build_adamw, build_param_groups, scaled_lr
-from pretrain.release_format import config_from_dict
-
-MODALITIES = ("image", "clip")
+from data_shards.loaders import normalize_pixels
+from pretrain.engine.config import OptimConfig
+from pretrain.engine.optim import build_adamw, build_param_groups, scaled_lr
+from pretrain.engine.training_metrics import StepWindow
+from pretrain.model.config import MAEConfig, config_from_dict
+from pretrain.model.mae import MaskedAutoencoder
 
 
 class MAEPretrainModule(pl.LightningModule):
@@ -40,11 +40,9 @@ class MAEPretrainModule(pl.LightningModule):
         self.model = MaskedAutoencoder(config_from_dict(model_config, "mae"))
         self.optim = OptimConfig(**{**optim, "betas": tuple(optim["betas"])})
         self.effective_batch = effective_batch
-        # Window sums read and reset by TrainingMetrics: loss (float32, on the device; not a
-        # buffer, so DDP does not broadcast it and DeepSpeed does not cast it), steps and samples.
-        self.loss_sums: torch.Tensor | None = None
-        self.step_counts = [0] * len(MODALITIES)
-        self.sample_counts = [0] * len(MODALITIES)
+        # Read and reset by TrainingMetrics; not a buffer, so DDP does not broadcast it and
+        # DeepSpeed does not cast it.
+        self.window = StepWindow()
 
     @classmethod
     def from_configs(cls, model: MAEConfig, optim: OptimConfig, effective_batch: int) -> "MAEPretrainModule":
@@ -65,12 +63,7 @@ class MAEPretrainModule(pl.LightningModule):
         # float32 under autocast (DDP/FSDP mixed precision); bf16/fp16 when DeepSpeed holds low-precision weights.
         pixels = normalize_pixels(batch["pixels"]).to(self.model.encoder.patch_embed.proj.weight.dtype)
         loss, _, _ = self.model(pixels, noise=batch.get("noise"))
-        index = MODALITIES.index(modality)
-        if self.loss_sums is None:
-            self.loss_sums = torch.zeros(len(MODALITIES), device=loss.device)
-        self.loss_sums[index] += loss.detach().float()
-        self.step_counts[index] += 1
-        self.sample_counts[index] += pixels.shape[0]
+        self.window.add(modality, loss, pixels.shape[0])
         return loss
 
     def configure_optimizers(self) -> dict[str, Any]:

@@ -5,6 +5,6 @@ submits (one job or one array), :mod:`slurm.stages` turns each stage's recipe in
 :mod:`slurm.resources` maps flags to sbatch and to the trainer, :mod:`slurm.jobs` holds the
 callables run on the nodes, :mod:`slurm.requeue` saves and stops on SLURM's signals,
 :mod:`slurm.ray_cluster` runs a Ray cluster over an allocation, :mod:`slurm.monitor` and
-:mod:`slurm.registry` follow the submitted jobs. ``slurm/local-cluster/`` starts a real one-host
+:mod:`slurm.job_log` follow the submitted jobs. ``slurm/local-cluster/`` starts a real one-host
 cluster; see ``slurm/README.md``.
 """

@@ -2,7 +2,7 @@
 
 import sys
 
-from data_shards.cli_support import run_cli
+from plumbing.cli import run_cli
 from slurm.cli import cancel, logs, normalize_argv, status, submit
 
 if __name__ == "__main__":

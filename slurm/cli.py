@@ -95,7 +95,7 @@ def submit(
         dry_run: print the sbatch script and the resolved config; submit nothing.
         overrides: recipe overrides in the stage's syntax (write them after ``--``).
     """
-    from data_shards.config_checks import ConfigError
+    from plumbing.recipes import ConfigError
     from slurm.launcher import plan_submission, render_plan, submit_plan
     from slurm.resources import SlurmResources
     from slurm.stages import Fanout
@@ -130,8 +130,8 @@ def status(job_id: str = "", folder: str = DEFAULT_FOLDER) -> list[str]:
         job_id: one job (``<id>`` or ``<array id>_<index>``); empty = all jobs of the folder.
         folder: submitit folder the jobs were submitted from.
     """
+    from slurm.job_log import find_record, read_records
     from slurm.monitor import job_status
-    from slurm.registry import find_record, read_records
 
     records = [find_record(folder, job_id)] if job_id else read_records(folder)
     states = []
@@ -155,8 +155,8 @@ def logs(job_id: str, task: int = 0, stream: Literal["out", "err"] = "err", line
         lines: lines from the end; 0 = all.
         folder: submitit folder the job was submitted from.
     """
+    from slurm.job_log import find_record
     from slurm.monitor import log_path, tail
-    from slurm.registry import find_record
 
     record = find_record(folder, job_id)
     if not 0 <= task < record.tasks:
@@ -177,7 +177,7 @@ def cancel(job_id: str, folder: str = DEFAULT_FOLDER) -> list[str]:
         folder: submitit folder the jobs were submitted from.
     """
     from slurm import monitor
-    from slurm.registry import find_record, read_records
+    from slurm.job_log import find_record, read_records
 
     records = read_records(folder)
     if job_id == "all":

@@ -19,6 +19,16 @@ from typing import Any
 
 from submitit.helpers import Checkpointable, DelayedSubmission
 
+from data_shards.build import merge_parts
+from data_shards.cli import build
+from finetune.folds import SUMMARY, summarise
+from finetune.training import run_finetuning
+from plumbing.files import write_json_atomic
+from pretrain.engine.checkpointing import LAST_CHECKPOINT, checkpoint_dir
+from pretrain.engine.tracking import resolve_tracking_uri
+from pretrain.training import run_pretraining
+from slurm.requeue import StopOnSignal, StopRequested
+
 
 def announce(what: str) -> None:
     """One stderr line saying which task of which job runs ``what`` where (and after how many requeues)."""
@@ -72,8 +82,6 @@ class TrainingJob(StageJob):
 
     def checkpoint_path(self) -> Path:
         """The run's ``last.ckpt``, which ``trainer.resume=auto`` reads."""
-        from pretrain.checkpointing import LAST_CHECKPOINT, checkpoint_dir
-
         return checkpoint_dir(self.output_dir) / LAST_CHECKPOINT
 
     def train(self, callbacks: list[Any]) -> str:
@@ -90,7 +98,6 @@ class TrainingJob(StageJob):
 
         from mlflow.tracking import MlflowClient
 
-        from pretrain.tracking import resolve_tracking_uri
 
         uri = resolve_tracking_uri(self.config.tracking, self.output_dir)
         if not uri.startswith("sqlite:"):
@@ -104,7 +111,6 @@ class TrainingJob(StageJob):
         """Train; on a SLURM stop signal, save, then let submitit requeue (rank 0) or exit (other ranks)."""
         import submitit
 
-        from slurm.requeue import StopOnSignal, StopRequested
 
         requeue = signal.getsignal(signal.SIGUSR2)  # submitit's handler: checkpoint() + scontrol requeue
         announce(self.describe())
@@ -134,8 +140,6 @@ class PretrainJob(TrainingJob):
 
     def train(self, callbacks: list[Any]) -> str:
         """Run :func:`pretrain.training.run_pretraining`."""
-        from pretrain.training import run_pretraining
-
         return run_pretraining(self.config, extra_callbacks=callbacks)
 
 
@@ -153,8 +157,6 @@ class FinetuneJob(TrainingJob):
 
     def train(self, callbacks: list[Any]) -> dict[str, Any]:
         """Run :func:`finetune.training.run_finetuning`; return its result (run folder and metrics)."""
-        from finetune.training import run_finetuning
-
         return run_finetuning(self.config, extra_callbacks=callbacks).as_dict()
 
 
@@ -167,9 +169,6 @@ class FoldSummaryJob:
 
     def __call__(self) -> list[str]:
         """Summarise every folder; return the summary files."""
-        from finetune.fold_runs import SUMMARY, summarise
-        from finetune.training import write_json_atomic
-
         written = []
         for folder in self.output_dirs:
             write_json_atomic(Path(folder) / SUMMARY, summarise(Path(folder), self.k))
@@ -194,8 +193,6 @@ class ShardPartJob(StageJob):
 
     def __call__(self) -> str:
         """Build this part; return the output folder."""
-        from data_shards.cli import build
-
         announce(self.describe())
         build(**self.build_args)
         return self.build_args["out"]
@@ -209,6 +206,4 @@ class ShardMergeJob:
 
     def __call__(self) -> str:
         """Merge; return the manifest path."""
-        from data_shards.build import merge_parts
-
         return str(merge_parts(self.out).path)

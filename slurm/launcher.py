@@ -19,8 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from data_shards.config_checks import ConfigError, validate
-from slurm.registry import JobRecord, append_records
+from plumbing.recipes import ConfigError, validate
+from slurm.job_log import JobRecord, append_records
 from slurm.resources import SlurmResources, sbatch_parameters
 from slurm.stages import Fanout, PlannedJob, finetune_jobs, pretrain_jobs, shard_jobs, sweep_jobs
 

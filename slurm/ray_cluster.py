@@ -2,7 +2,7 @@
 
 Task 0 starts the Ray head on the first node of the allocation, the other tasks start Ray
 workers that join it, each with the node's CPUs (``--cpus-per-task``) and GPUs. Once every node
-has joined, task 0 runs :func:`finetune.sweep.run_sweep` against the cluster's address; trials
+has joined, task 0 runs :func:`finetune.sweep.driver.run_sweep` against the cluster's address; trials
 spread over the nodes. Each Ray node runs as ``ray start --block``, a child of its task, and is
 stopped by SIGTERM (never ``ray stop``, which would stop every Ray on the machine). Task 0
 writes a marker in the submitit folder when the sweep ends; the workers then stop too.
@@ -25,6 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from finetune.sweep.driver import run_sweep
+from plumbing.files import write_text_atomic
+from slurm.jobs import announce
+
 GCS_BASE_PORT = 6400  # head port = base + job id % 1000, so two sweeps on one node do not collide
 
 
@@ -44,11 +48,7 @@ def node_command(node_ip: str, num_cpus: int, num_gpus: int, head: str = "", por
 def share_token(path: Path) -> str:
     """Create this job's Ray token, write it to ``path`` (mode 0600, whole or absent) and return it."""
     token = secrets.token_urlsafe(32)
-    partial = path.with_name(path.name + ".tmp")
-    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(token)
-    os.replace(partial, path)
+    write_text_atomic(path, token, mode=0o600)
     return token
 
 
@@ -122,7 +122,7 @@ class RaySweepJob:
     """The submitit callable of ``python -m slurm submit sweep``: a Ray cluster on the allocation, then a sweep.
 
     Args:
-        sweep_args: keyword arguments of :func:`finetune.sweep.run_sweep` except ``address``.
+        sweep_args: keyword arguments of :func:`finetune.sweep.driver.run_sweep` except ``address``.
         gpus_per_node: GPUs each Ray node offers.
         join_timeout_s: how long the head waits for every node to join.
     """
@@ -136,7 +136,6 @@ class RaySweepJob:
         """Head (task 0): start Ray, wait for the workers, sweep, stop. Workers: join, wait for the end marker."""
         import submitit
 
-        from slurm.jobs import announce
 
         env = submitit.JobEnvironment()
         head_ip = socket.gethostbyname(env.hostnames[0])
@@ -169,8 +168,6 @@ class RaySweepJob:
         return f"Ray worker on {node_ip} done"
 
     def _head(self, node_ip: str, port: int, cpus: int, num_nodes: int, done: Path, stopped: list[Path]) -> dict[str, Any]:
-        from finetune.sweep import run_sweep
-
         address = f"{node_ip}:{port}"
         head = start_node(node_command(node_ip, cpus, self.gpus_per_node, port=port))
         try:

@@ -1,8 +1,8 @@
 """Each stage's recipe turned into the jobs of one submission.
 
-A recipe is read by :func:`data_shards.cli_support.load_recipe` against the stage's own command
-(``pretrain.cli.fit``, ``finetune.cli.fit``, ``data_shards.cli.build``), so a recipe that the
-stage's CLI accepts is accepted here, with the same error messages. Training configs get the
+A recipe is read by :func:`plumbing.recipes.load_recipe` against the stage's own config
+(``PretrainConfig``, ``FinetuneConfig``) or command (``data_shards.cli.build``), so a recipe that
+the stage's CLI accepts is accepted here, with the same error messages. Training configs get the
 trainer layout of the allocation (:func:`slurm.resources.trainer_layout`) and absolute output
 folders. Fine-tuning fans out over seeds and subject-exclusive folds, shard building over parts;
 both end with a single job that summarises or merges.
@@ -15,8 +15,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from data_shards.cli_support import load_recipe
-from data_shards.config_checks import ConfigError, validate
+from data_shards.cli import build
+from finetune.config import FinetuneConfig
+from finetune.folds import fold_config, pooled_subjects, subject_folds
+from plumbing.recipes import ConfigError, load_recipe, validate
+from pretrain.config import PretrainConfig
+from slurm.jobs import FinetuneJob, FoldSummaryJob, PretrainJob, ShardMergeJob, ShardPartJob
+from slurm.ray_cluster import RaySweepJob
 from slurm.resources import SlurmResources, trainer_layout
 
 
@@ -74,10 +79,7 @@ def _fit_trainer(trainer: Any, resources: SlurmResources) -> Any:
 
 def pretrain_jobs(recipe: str, overrides: Sequence[str], resources: SlurmResources) -> list[PlannedJob]:
     """One pretraining job of the whole allocation."""
-    from pretrain.cli import PretrainConfig, fit
-    from slurm.jobs import PretrainJob
-
-    config = PretrainConfig(**load_recipe(fit, recipe, overrides))
+    config = PretrainConfig(**load_recipe(PretrainConfig, recipe, overrides))
     config.trainer = _fit_trainer(config.trainer, resources)
     validate(config, source=recipe)
     return [PlannedJob("pretrain", config.trainer.output_dir, PretrainJob(config, resources.max_requeues), config)]
@@ -87,11 +89,7 @@ def finetune_jobs(
     recipe: str, overrides: Sequence[str], resources: SlurmResources, fanout: Fanout
 ) -> tuple[list[PlannedJob], PlannedJob | None]:
     """One fine-tuning job per (seed, fold); with folds, a summary job that writes ``folds.json``."""
-    from finetune.cli import fit
-    from finetune.config import FinetuneConfig
-    from slurm.jobs import FinetuneJob, FoldSummaryJob
-
-    base = FinetuneConfig(**load_recipe(fit, recipe, overrides))
+    base = FinetuneConfig(**load_recipe(FinetuneConfig, recipe, overrides))
     base.trainer = _fit_trainer(base.trainer, resources)
     runs: list[tuple[str, FinetuneConfig]] = []
     for seed in fanout.seeds or [None]:
@@ -103,9 +101,6 @@ def finetune_jobs(
     jobs: list[PlannedJob] = []
     summary = None
     if fanout.folds:
-        from finetune.fold_runs import fold_config, pooled_subjects
-        from finetune.splits import subject_folds
-
         for name, config in runs:
             splits = subject_folds(pooled_subjects(config), fanout.folds, fanout.val_fraction, seed=config.trainer.seed)
             for split in splits:
@@ -124,9 +119,6 @@ def shard_jobs(
     recipe: str, overrides: Sequence[str], resources: SlurmResources, fanout: Fanout
 ) -> tuple[list[PlannedJob], PlannedJob | None]:
     """One single-task job per part of the shard set; with several parts, a merge job after them."""
-    from data_shards.cli import build
-    from slurm.jobs import ShardMergeJob, ShardPartJob
-
     if resources.nodes * resources.devices_per_node != 1:
         raise ConfigError(
             f"--nodes={resources.nodes} --tasks_per_node={resources.devices_per_node}: shard building runs one task per "
@@ -144,15 +136,11 @@ def shard_jobs(
 
 def sweep_jobs(recipe: str, overrides: Sequence[str], resources: SlurmResources, fanout: Fanout) -> list[PlannedJob]:
     """One job of one task per node: a Ray cluster over the allocation running a Ray Tune sweep of ``recipe``."""
-    from finetune.cli import fit
-    from finetune.config import FinetuneConfig
-    from slurm.ray_cluster import RaySweepJob
-
     if not fanout.search_space:
         raise ConfigError("--search_space is required for a sweep: the sweep file (configs/sweeps/*.yaml)")
     if not Path(fanout.search_space).is_file():
         raise FileNotFoundError(f"--search_space: sweep file not found: {fanout.search_space}")
-    config = validate(FinetuneConfig(**load_recipe(fit, recipe, overrides)), source=recipe)  # fail here, not on the nodes
+    config = validate(FinetuneConfig(**load_recipe(FinetuneConfig, recipe, overrides)), source=recipe)  # fail here, not on the nodes
     folder = str(Path(f"{config.trainer.output_dir}-sweep").resolve())
     sweep_args = {
         "config_path": str(Path(recipe).resolve()), "search_space_path": str(Path(fanout.search_space).resolve()),

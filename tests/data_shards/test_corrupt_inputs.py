@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from data_shards.loaders import LoaderConfig, eval_loader, train_loader
 from data_shards.manifest import read_manifest
-from data_shards.streaming import LoaderConfig, eval_loader, train_loader
 from data_shards.verify import verify_sets
 from tests.data_shards.damage import copy_set, corrupt_member, truncate, truncate_between_members
 

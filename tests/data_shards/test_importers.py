@@ -9,10 +9,10 @@ from PIL import Image
 
 from data_shards.build import BuildConfig
 from data_shards.cli import build
-from data_shards.config_checks import ConfigError
 from data_shards.importers import open_source
+from data_shards.loaders import LoaderConfig, eval_loader
 from data_shards.manifest import read_manifest
-from data_shards.streaming import LoaderConfig, eval_loader
+from plumbing.recipes import ConfigError
 
 
 def _face(path: Path, size: tuple[int, int] = (96, 80), value: int = 120) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from data_shards.loaders import LoaderConfig, eval_loader, train_loader
 from data_shards.manifest import read_manifest
-from data_shards.streaming import LoaderConfig, eval_loader, train_loader
 
 
 def _free_port() -> int:

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from data_shards.config_checks import ConfigError
+from data_shards.loaders import LoaderConfig, eval_loader, normalize_pixels, train_loader
 from data_shards.manifest import read_manifest
-from data_shards.streaming import LoaderConfig, eval_loader, normalize_pixels, train_loader
+from plumbing.recipes import ConfigError
 
 
 def test_image_train_batches_follow_the_contract(demo_shards: dict[str, str]) -> None:

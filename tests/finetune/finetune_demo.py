@@ -2,10 +2,9 @@
 
 from pathlib import Path
 
-from data_shards.cli_support import load_recipe
-from data_shards.config_checks import validate
 from finetune.cli import fit
 from finetune.config import FinetuneConfig
+from plumbing.recipes import load_recipe, validate
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "configs" / "finetune" / "tiny.yaml"

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from finetune.adapters import MixtureOfAdapterExperts, attach_moae
-from pretrain.config import ViTConfig
-from pretrain.vit import VisionTransformer
+from pretrain.model.config import ViTConfig
+from pretrain.model.vit import VisionTransformer
 
 
 def trained_like(moae: MixtureOfAdapterExperts) -> MixtureOfAdapterExperts:

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from data_shards.cli_support import load_recipe
-from data_shards.config_checks import ConfigError
 from finetune.cli import fit, folds
 from finetune.config import FinetuneDataConfig, FinetuneModelConfig
+from plumbing.recipes import ConfigError, load_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = sorted((ROOT / "configs" / "finetune").glob("*.yaml"))

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from data_shards.config_checks import ConfigError
-from finetune.training import evaluate_run, run_finetuning
-
 from finetune_demo import ROOT, TINY, demo_overrides, tiny_config
+
+from finetune.training import evaluate_run, run_finetuning
+from plumbing.recipes import ConfigError
 
 
 def test_every_task_trains_on_images_and_clips(demo: dict[str, str], tmp_path: Path) -> None:
@@ -42,7 +41,7 @@ def test_frozen_backbone_trains_only_adapters_and_heads(demo: dict[str, str], tm
                          "--data.cutmix_alpha", "1.0", "--data.class_balanced", "true")
     result = run_finetuning(config)
     assert result.parameters["trainable"] < result.parameters["total"] / 2
-    from pretrain.loading import load_model
+    from pretrain.release.loading import load_model
 
     pretrained = load_model(demo["encoder"], encoder_only=True, img_size=32, num_frames=4).state_dict()
     tuned = torch.load(result.best_checkpoint, weights_only=True, map_location="cpu")["state_dict"]

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from finetune.losses import masked_bce, one_hot_targets, soft_cross_entropy
-from finetune.mixing import draw_mix, mix_targets
+from finetune.mixup import draw_mix, mix_targets
 
 
 def test_masked_bce_ignores_missing_entries() -> None:

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from data_shards.config_checks import ConfigError, validate
 from finetune.config import FinetuneConfig, FinetuneDataConfig
-from finetune.search_space import apply_overrides, load_search_space, sample_values, to_tune
+from finetune.sweep.search_space import apply_overrides, load_search_space, sample_values, to_tune
+from plumbing.recipes import ConfigError, validate
 
 SWEEPS = sorted(Path(__file__).resolve().parents[2].joinpath("configs", "sweeps").glob("*.yaml"))
 

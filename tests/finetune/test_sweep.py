@@ -14,11 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from data_shards.cli_support import load_recipe
-from data_shards.config_checks import ConfigError
-from finetune.cli import fit
 from finetune_demo import TINY, demo_overrides
+
+from finetune.cli import fit
+from plumbing.recipes import ConfigError, load_recipe
 
 MAX_EPOCHS = 2  # ASHA rungs at 1 and 2 validation rounds
 
@@ -43,7 +42,7 @@ def write_space(folder: Path, text: str) -> Path:
 def test_local_asha_sweep_prunes_and_leaves_child_runs(demo: dict[str, str], tmp_path: Path) -> None:
     from mlflow import MlflowClient
 
-    from finetune.sweep import run_sweep
+    from finetune.sweep.driver import run_sweep
 
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -83,7 +82,7 @@ parameters:
 def test_a_bad_sweep_is_refused_before_ray_starts(demo: dict[str, str], tmp_path: Path) -> None:
     import ray
 
-    from finetune.sweep import run_sweep
+    from finetune.sweep.driver import run_sweep
 
     overrides = tiny_overrides(demo, tmp_path, f"sqlite:///{tmp_path / 'mlflow.db'}")
     unknown = write_space(tmp_path, "parameters:\n  optim.learning_rate: {choice: [0.1]}\n")
@@ -103,7 +102,7 @@ def test_a_down_tracking_server_is_reported_before_any_trial(demo: dict[str, str
 
     import ray
 
-    from finetune.sweep import run_sweep
+    from finetune.sweep.driver import run_sweep
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

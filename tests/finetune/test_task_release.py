@@ -12,13 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from finetune_demo import tiny_config
 
 
 def reference_outputs(checkpoint: str, pixels: np.ndarray) -> dict[str, np.ndarray]:
     """What the release must give: the trained module's own model (identity head and all) on the same input."""
-    from data_shards.streaming import normalize_pixels
+    from data_shards.loaders import normalize_pixels
     from finetune.lightning_module import FinetuneModule
 
     module = FinetuneModule.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True).eval()
@@ -33,14 +32,13 @@ def reference_outputs(checkpoint: str, pixels: np.ndarray) -> dict[str, np.ndarr
 
 @pytest.mark.slow
 def test_finetuned_model_released_registered_and_served_in_a_fresh_process(demo: dict[str, str], tmp_path: Path) -> None:
+    from mlflow import MlflowClient
     from mlflow.models import Model
 
-    from mlflow import MlflowClient
-
-    from finetune.release_commands import release
-    from finetune.task_release import read_task_release
+    from finetune.cli import release
+    from finetune.release import read_task_release
     from finetune.training import run_finetuning
-    from pretrain.mlflow_release import download_release
+    from pretrain.release.registry import download_release
 
     config = tiny_config(demo, tmp_path / "run", "--eval.test", "false", "--eval.identity_probe", "false")
     assert config.iat.strength > 0 and config.model.moae.top_blocks > 0  # the identity head and MoAE are exercised
@@ -60,13 +58,13 @@ def test_finetuned_model_released_registered_and_served_in_a_fresh_process(demo:
     np.savez(tmp_path / "expected.npz", pixels=pixels, **expected)
 
     logged = Model.load(str(download_release("models:/face-au-tiny@champion", dst=tmp_path / "dl", tracking_uri=tracking_uri).parent.parent))
-    assert logged.flavors["python_function"]["loader_module"] == "finetune.pyfunc_model"
+    assert logged.flavors["python_function"]["loader_module"] == "finetune.release"
     assert logged.metadata["au_ids"] == stored["spec"]["au_ids"] and logged.metadata["class_names"] == stored["spec"]["class_names"]
     assert [o["name"] for o in logged.signature.outputs.to_dict()] == ["embedding", "au_probabilities", "expression_probabilities"]
 
     script = f"""
         import numpy as np, mlflow
-        from finetune.task_release import load_task_model
+        from finetune.release import load_task_model
         data = np.load({str(tmp_path / 'expected.npz')!r})
         for uri in ("models:/face-au-tiny@champion", "runs:/{version.run_id}/model"):
             out = mlflow.pyfunc.load_model(uri).predict(data["pixels"])
@@ -74,7 +72,7 @@ def test_finetuned_model_released_registered_and_served_in_a_fresh_process(demo:
                 assert np.array_equal(out[name], data[name]), (uri, name, abs(out[name] - data[name]).max())
         assert load_task_model("models:/face-au-tiny@champion").spec.au_ids
         print("identical")
-        from finetune.release_commands import score
+        from finetune.cli import score
         metrics = score("models:/face-au-tiny@champion", image_test=[{demo['images-test']!r}], clip_test=[{demo['clips-test']!r}])
         assert set(metrics) >= {{"test/au_f1_image", "test/au_f1_valthr_image", "test/war_image", "test/uar_clip"}}, metrics
         assert metrics["test/samples_image"] > 0 and all(0.0 <= metrics[k] <= 1.0 for k in metrics if not k.startswith("test/samples"))
@@ -85,7 +83,7 @@ def test_finetuned_model_released_registered_and_served_in_a_fresh_process(demo:
 
 
 def test_release_refuses_what_is_not_a_finetuning_checkpoint(tmp_path: Path) -> None:
-    from finetune.task_release import read_task_release, release_finetuned
+    from finetune.release import read_task_release, release_finetuned
 
     with pytest.raises(FileNotFoundError, match="no such file"):
         release_finetuned(tmp_path / "absent.ckpt", tmp_path / "out")

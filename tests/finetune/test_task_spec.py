@@ -2,10 +2,10 @@
 
 import pytest
 
-from data_shards.config_checks import ConfigError
 from finetune.config import FinetuneConfig
-from finetune.task_spec import TaskSpec
+from finetune.task_model import TaskSpec
 from finetune.training import check_monitor, monitor_metric
+from plumbing.recipes import ConfigError
 
 
 def test_heads_follow_the_labels_of_each_modality() -> None:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from finetune.tune_report import KeepTrialHyperparameters
+from finetune.sweep.report import KeepTrialHyperparameters
 
 STEPS_PER_EPOCH = 4
 

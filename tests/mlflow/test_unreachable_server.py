@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from tracking_server import free_port
 
 

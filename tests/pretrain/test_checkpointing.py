@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from pretrain.checkpointing import (
+from pretrain.engine.checkpointing import (
     AtomicCheckpointIO,
     LastCheckpoint,
     collect_rng_state,
@@ -27,7 +27,7 @@ from pretrain.checkpointing import (
 WRITER = textwrap.dedent(
     """
     import sys, torch
-    from pretrain.checkpointing import AtomicCheckpointIO
+    from pretrain.engine.checkpointing import AtomicCheckpointIO
     io = AtomicCheckpointIO()
     version = 0
     while True:

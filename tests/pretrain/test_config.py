@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from data_shards.cli_support import load_recipe
-from data_shards.config_checks import ConfigError
+from plumbing.recipes import ConfigError, load_recipe
 from pretrain.cli import fit
-from pretrain.config import MAEConfig, ViTConfig
+from pretrain.model.config import MAEConfig, ViTConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = sorted((ROOT / "configs" / "pretrain").glob("*.yaml"))

@@ -1,4 +1,4 @@
-"""DeepSpeed ZeRO-2 on 2 CPU ranks (gloo) through :class:`pretrain.strategies.CPUDeepSpeedStrategy`:
+"""DeepSpeed ZeRO-2 on 2 CPU ranks (gloo) through :class:`pretrain.engine.strategies.CPUDeepSpeedStrategy`:
 it trains, saves a sharded ``last.ckpt`` directory atomically, resumes from it, and the
 ``release`` command consolidates it (``convert_zero_checkpoint_to_fp32_state_dict``) into an
 encoder release.
@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from pretrain.release import load_trained_model
-from pretrain.release_format import read_release
 from tiny_pretraining import make_tiny_shards, tiny_recipe, write_recipe
+
+from pretrain.release.loading import load_trained_model
+from pretrain.release.pretrained import read_release
 
 ROOT = Path(__file__).resolve().parents[2]
 

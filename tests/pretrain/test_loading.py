@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from pretrain.checkpoint_formats import save_mae_checkpoint
-from pretrain.config import MAEConfig, ViTConfig
-from pretrain.mae import MaskedAutoencoder
-from pretrain.release_format import read_release, write_release
-from pretrain.vit import VisionTransformer
+from pretrain.model.checkpoint_formats import save_mae_checkpoint
+from pretrain.model.config import MAEConfig, ViTConfig
+from pretrain.model.mae import MaskedAutoencoder
+from pretrain.model.vit import VisionTransformer
+from pretrain.release.pretrained import read_release, write_release
 
 ENCODER = ViTConfig(img_size=32, patch_size=8, num_frames=4, tubelet_size=2, embed_dim=48, depth=2, num_heads=3)
 CONFIG = MAEConfig(encoder=ENCODER, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=1)
@@ -175,7 +175,7 @@ def test_unreadable_inputs_are_named(tmp_path: Path) -> None:
 def test_mlflow_model_uri_loads_the_registered_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A real MLflow registry (SQLite store): register a release, then load it by URI."""
     from pretrain import load_model
-    from pretrain.mlflow_release import register_release
+    from pretrain.release.registry import register_release
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from pretrain.config import MAEConfig, ViTConfig
-from pretrain.mae import MaskedAutoencoder
-from pretrain.patches import patchify, unpatchify
+from pretrain.model.config import MAEConfig, ViTConfig
+from pretrain.model.mae import MaskedAutoencoder
+from pretrain.model.patches import patchify, unpatchify
 
 
 def tiny_mae(**overrides: object) -> MaskedAutoencoder:
@@ -136,8 +136,9 @@ def test_flop_formula_matches_the_counted_forward(clip_masking: str) -> None:
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
-    from pretrain.flops import mae_forward_flops, mae_train_flops_per_sample, peak_flops
-    from pretrain.masking import keep_all
+    from pretrain.engine.training_metrics import peak_flops
+    from pretrain.model.flops import encoder_forward_flops, mae_forward_flops, mae_train_flops_per_sample
+    from pretrain.model.masking import keep_all
 
     model = tiny_mae(clip_masking=clip_masking)
     for x, modality in ((torch.randn(2, 3, 32, 32), "image"), (torch.randn(2, 3, 4, 32, 32), "clip")):
@@ -149,6 +150,9 @@ def test_flop_formula_matches_the_counted_forward(clip_masking: str) -> None:
             with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
                 model.forward_with_plan(x, plan)
             assert counter.get_total_flops() / 2 == mae_forward_flops(model.config, modality, encode_all)
+        with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+            model.encoder.forward_features(x)
+        assert counter.get_total_flops() / 2 == encoder_forward_flops(model.config.encoder, modality)
         assert mae_train_flops_per_sample(model.config, modality) == 3 * mae_forward_flops(model.config, modality)
     with pytest.raises(ValueError, match="modality"):
         mae_forward_flops(model.config, "video")

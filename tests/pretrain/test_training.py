@@ -9,17 +9,18 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from data_shards.cli_support import load_recipe
-from data_shards.config_checks import ConfigError
-from pretrain.cli import PretrainConfig, fit
-from pretrain.config import TrackingConfig
-from pretrain.data_module import InterleavedBatches, PretrainDataModule, epoch_schedule
-from pretrain.release import release_checkpoint
-from pretrain.release_format import read_release
-from pretrain.tracking import make_mlflow_logger, resolve_tracking_uri
-from pretrain.training import run_pretraining
 from tiny_pretraining import make_tiny_shards, tiny_recipe, write_recipe
+
+from data_shards.interleave import InterleavedBatches, epoch_schedule
+from plumbing.recipes import ConfigError, load_recipe
+from pretrain.cli import fit
+from pretrain.config import PretrainConfig
+from pretrain.data_module import PretrainDataModule
+from pretrain.engine.config import TrackingConfig
+from pretrain.engine.tracking import make_mlflow_logger, resolve_tracking_uri
+from pretrain.release.loading import release_checkpoint
+from pretrain.release.pretrained import read_release
+from pretrain.training import run_pretraining
 
 
 @pytest.fixture(scope="module")

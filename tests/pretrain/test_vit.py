@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from pretrain.config import VIT_SIZES, ViTConfig
-from pretrain.pos_embed import resize_table, sincos_3d
-from pretrain.vit import VisionTransformer
+from pretrain.model.config import VIT_SIZES, ViTConfig
+from pretrain.model.pos_embed import resize_table, sincos_3d
+from pretrain.model.vit import VisionTransformer
 
 
 def small_config(**overrides: object) -> ViTConfig:

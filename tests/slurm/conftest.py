@@ -93,8 +93,8 @@ def run_slurm_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess
 
 def wait_until_ended(folder: Path, job_id: str, timeout_s: float) -> str:
     """Poll the job's state until SLURM no longer runs it (bounded); return the final state."""
+    from slurm.job_log import find_record
     from slurm.monitor import ACTIVE, job_status
-    from slurm.registry import find_record
 
     record = find_record(folder, job_id)
     deadline = time.monotonic() + timeout_s

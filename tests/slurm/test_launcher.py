@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, run_slurm_cli
-from data_shards.config_checks import ConfigError
+
+from plumbing.recipes import ConfigError
 from slurm.cli import normalize_argv
 from slurm.resources import SlurmResources, time_to_minutes, trainer_layout
 
@@ -27,7 +27,7 @@ def test_slurm_time_formats(text: str, minutes: int) -> None:
 
 
 def test_impossible_resources_name_the_flag() -> None:
-    from data_shards.config_checks import validate
+    from plumbing.recipes import validate
 
     with pytest.raises(ConfigError) as caught:
         validate({"resources": SlurmResources(nodes=0, time="soon", mem="lots")})
@@ -106,8 +106,9 @@ def test_missing_recipe_and_unknown_folder_are_named(tmp_path: Path) -> None:
 
 
 def test_requeues_are_bounded() -> None:
-    from data_shards.cli_support import load_recipe
-    from pretrain.cli import PretrainConfig, fit
+    from plumbing.recipes import load_recipe
+    from pretrain.cli import fit
+    from pretrain.config import PretrainConfig
     from slurm.jobs import PretrainJob, RequeueLimitReached
 
     job = PretrainJob(PretrainConfig(**load_recipe(fit, TINY)), max_requeues=2)

@@ -1,0 +1,84 @@
+"""Score a released fine-tuned model on test shards: load it by folder or MLflow URI, print its metrics.
+
+The model comes back through :func:`finetune.release.load_task_model` (files downloaded and
+checksummed, network rebuilt from config and safetensors); each test set is read once with
+:func:`data_shards.loaders.eval_loader`. Metrics: AU F1 at threshold 0.5 and at the thresholds
+chosen on validation (recorded in the release), WAR and UAR for expressions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from data_shards.decode import LabelMap
+from data_shards.loaders import LoaderConfig, eval_loader, normalize_pixels
+from data_shards.shard_sets import resolve_sets
+from finetune.metrics import DEFAULT_THRESHOLDS, MaskedMultilabelF1, f1_at_indices, uar, war
+from finetune.release import load_task_model
+from finetune.task_model import head_name
+from plumbing.recipes import ConfigError
+
+
+def check_vocabulary(release: Any, shards: Sequence[str], modality: str) -> None:
+    """The test sets' AU ids and class names must be the model's, in the same order."""
+    labels = LabelMap([s.manifest for s in resolve_sets(list(shards), [], modality)])
+    spec = release.spec
+    tasks = spec.tasks_for(modality)
+    if "au" in tasks and labels.au_ids != spec.au_ids:
+        raise ConfigError(f"--{modality}_test: AU ids {labels.au_ids} differ from the model's {spec.au_ids}")
+    if "expression" in tasks and labels.class_names != spec.class_names:
+        raise ConfigError(f"--{modality}_test: classes {labels.class_names} differ from the model's {spec.class_names}")
+
+
+def score_modality(release: Any, shards: Sequence[str], modality: str, batch_size: int) -> dict[str, float]:
+    """Test metrics of one modality's heads over every sample of ``shards``."""
+    import torch
+    from torchmetrics.classification import MulticlassConfusionMatrix
+
+
+    spec, encoder = release.spec, release.encoder_config
+    check_vocabulary(release, shards, modality)
+    loader = eval_loader(LoaderConfig(
+        shards=list(shards), modality=modality, batch_size=batch_size, img_size=encoder.img_size,
+        num_frames=encoder.num_frames, frame_stride=release.recipe.data.clip_stride, num_workers=0,
+        pin_memory=False, rank=0, world_size=1,
+    ))  # fmt: skip
+    heads = {task: head_name(task, modality) for task in spec.tasks_for(modality)}
+    f1 = MaskedMultilabelF1(len(spec.au_ids)) if "au" in heads else None
+    confusion = MulticlassConfusionMatrix(len(spec.class_names), ignore_index=-1) if "expression" in heads else None
+    samples = 0
+    with torch.inference_mode():
+        for batch in loader:
+            out = release.model(normalize_pixels(batch["pixels"]), list(heads.values()))
+            samples += batch["pixels"].shape[0]
+            if f1 is not None:
+                f1.update(out[heads["au"]].float().sigmoid(), batch["aus"])
+            if confusion is not None:
+                confusion.update(out[heads["expression"]].argmax(dim=-1), batch["expression"])
+    results = {f"test/samples_{modality}": float(samples)}
+    if f1 is not None:
+        table = f1.table()
+        chosen = release.au_thresholds.get(modality) or [0.5] * len(spec.au_ids)
+        indices = torch.tensor([min(range(len(DEFAULT_THRESHOLDS)), key=lambda i: abs(DEFAULT_THRESHOLDS[i] - t)) for t in chosen])
+        results[f"test/au_f1_{modality}"] = table[f1.threshold_index(0.5)].mean().item()
+        results[f"test/au_f1_valthr_{modality}"] = f1_at_indices(table, indices).mean().item()
+    if confusion is not None:
+        matrix = confusion.compute()
+        results[f"test/war_{modality}"], results[f"test/uar_{modality}"] = war(matrix).item(), uar(matrix).item()
+    return results
+
+
+def score_release(path_or_uri: str, image_test: Sequence[str] = (), clip_test: Sequence[str] = (), batch_size: int = 32) -> dict[str, float]:
+    """Test metrics of a released fine-tuned model (folder or ``models:/``/``runs:/`` URI) on the given shard sets."""
+    if not image_test and not clip_test:
+        raise ConfigError("give test shard sets: --image_test [...] and/or --clip_test [...]")
+    release = load_task_model(path_or_uri)
+    results: dict[str, float] = {}
+    for modality, shards in (("image", image_test), ("clip", clip_test)):
+        if not shards:
+            continue
+        if modality not in release.spec.modalities:
+            raise ConfigError(f"--{modality}_test: the released model has no {modality} heads (it has {release.spec.modalities})")
+        results.update(score_modality(release, shards, modality, batch_size))
+    return results

@@ -1,0 +1,5 @@
+"""The training engine both stages run on: trainer config and factory, strategies, checkpoints, tracking, optimiser, metrics.
+
+Knows nothing of the model (it takes FLOP counts, block classes and modules as arguments) and
+nothing of SLURM; ``finetune`` uses it as it is.
+"""

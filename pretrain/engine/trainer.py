@@ -1,0 +1,112 @@
+"""The Lightning ``Trainer`` of every training stage, and the run set-up both stages share.
+
+:func:`build_trainer` makes the Trainer the same way for pretraining and fine-tuning:
+accelerator, precision and strategy resolved by :mod:`pretrain.engine.strategies`, intra-op
+threads on CPU, atomic checkpoint writes, no distributed sampler (the shard loaders split by
+rank themselves), no progress bar (logged metrics instead) and no sanity validation.
+
+:class:`TrainingRun` is the rest of a run's set-up: the run folder, the checkpoint to resume
+from (``trainer.resume``), the global seed, the MLflow logger (the same MLflow run on resume),
+the periodic ``last.ckpt`` and, once the Trainer exists, the resolved config written on rank 0
+and the parameters logged to MLflow. Each stage adds its own callbacks and Trainer options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.utilities import rank_zero_only
+from torch import nn
+
+from plumbing.files import write_json_atomic
+from pretrain.engine.checkpointing import AtomicCheckpointIO, LastCheckpoint, checkpoint_dir, resolve_resume
+from pretrain.engine.config import OptimConfig, TrackingConfig, TrainerConfig
+from pretrain.engine.strategies import build_strategy, resolve_accelerator, resolve_precision
+from pretrain.engine.tracking import make_mlflow_logger, resolve_tracking_uri, start_tracked_run
+
+CONFIG_RECORD = "config.json"
+
+
+def build_trainer(
+    trainer_config: TrainerConfig,
+    optim: OptimConfig,
+    micro_batch: int,
+    run_dir: Path,
+    logger: Any,
+    callbacks: list[Any],
+    wrap_modules: frozenset[type[nn.Module]] = frozenset(),
+    **options: Any,
+) -> pl.Trainer:
+    """A Trainer for ``trainer_config``; ``micro_batch`` sizes DeepSpeed, ``wrap_modules`` are FSDP's
+    units (the transformer block class), ``options`` add Trainer arguments."""
+    accelerator = resolve_accelerator(trainer_config)
+    if accelerator == "cpu" and trainer_config.cpu_threads:
+        torch.set_num_threads(trainer_config.cpu_threads)
+    deepspeed = trainer_config.strategy.startswith("deepspeed")  # it writes its own sharded checkpoints
+    return pl.Trainer(
+        accelerator=accelerator,
+        devices=trainer_config.devices,
+        num_nodes=trainer_config.num_nodes,
+        strategy=build_strategy(trainer_config, accelerator, micro_batch, wrap_modules),
+        precision=resolve_precision(trainer_config, accelerator),
+        max_epochs=trainer_config.max_epochs,
+        max_steps=trainer_config.max_steps,
+        accumulate_grad_batches=optim.accumulate_grad_batches,
+        gradient_clip_val=optim.grad_clip or None,
+        logger=logger,
+        callbacks=callbacks,
+        plugins=None if deepspeed else [AtomicCheckpointIO()],
+        enable_progress_bar=False,
+        log_every_n_steps=trainer_config.log_every_n_steps,
+        use_distributed_sampler=False,
+        num_sanity_val_steps=0,
+        default_root_dir=str(run_dir),
+        **options,
+    )
+
+
+class TrainingRun:
+    """The shared set-up of one training run, in the order a stage needs it.
+
+    Creating it makes the run folder, finds the checkpoint to resume from and seeds everything;
+    :meth:`trainer` then builds the MLflow logger and the Trainer (with ``last.ckpt`` refreshes
+    in front of the stage's callbacks); :meth:`record` writes the resolved config and logs the
+    run's parameters.
+    """
+
+    def __init__(self, trainer_config: TrainerConfig, tracking: TrackingConfig) -> None:
+        self.trainer_config, self.tracking = trainer_config, tracking
+        self.run_dir = Path(trainer_config.output_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.resume_from = resolve_resume(trainer_config.resume, self.run_dir)
+        self.logger: Any = None
+        pl.seed_everything(trainer_config.seed, verbose=False)
+
+    @property
+    def accelerator(self) -> str:
+        """``cpu`` or ``gpu``."""
+        return resolve_accelerator(self.trainer_config)
+
+    @property
+    def precision(self) -> str:
+        """Lightning's precision name for this run."""
+        return resolve_precision(self.trainer_config, self.accelerator)
+
+    def trainer(
+        self, optim: OptimConfig, micro_batch: int, callbacks: list[Any], wrap_modules: frozenset[type[nn.Module]] = frozenset(), **options: Any
+    ) -> pl.Trainer:
+        """The MLflow logger (continuing the recorded MLflow run on resume) and the Trainer."""
+        config = self.trainer_config
+        self.logger = make_mlflow_logger(self.tracking, self.run_dir, resume=self.resume_from is not None)
+        last = LastCheckpoint(checkpoint_dir(self.run_dir), config.checkpoint_every_n_steps, config.seed)
+        return build_trainer(config, optim, micro_batch, self.run_dir, self.logger, [last, *callbacks], wrap_modules, **options)
+
+    def record(self, config: Any, params: dict[str, Any]) -> None:
+        """Write the resolved ``config`` to ``<run_dir>/config.json`` (rank 0) and log ``params`` to MLflow."""
+        if rank_zero_only.rank == 0:
+            write_json_atomic(self.run_dir / CONFIG_RECORD, dataclasses.asdict(config))
+        start_tracked_run(self.logger, resolve_tracking_uri(self.tracking, self.run_dir), params, self.run_dir)

@@ -1,0 +1,5 @@
+"""Releases: the release folder format, the pretrained release kinds, loading any checkpoint, the MLflow registry.
+
+Each release kind names its loader module in its ``config.json``; the registry imports that
+module by the name the folder records, so nothing here names an upper layer.
+"""
