@@ -60,7 +60,7 @@ def load_recipe(command: Callable[..., Any] | type, path: str, overrides: Sequen
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"recipe file not found: {path}")
-    parser = ArgumentParser(exit_on_error=False)
+    parser = ArgumentParser(exit_on_error=False, allow_abbrev=False)  # keys match exactly
     parser.add_argument("--config", action=ActionConfigFile)
     if isinstance(command, type):
         parser.add_class_arguments(command, nested_key=None, as_group=False)

@@ -9,12 +9,17 @@
   steps and at each epoch end, and carries every rank's RNG state in the checkpoint so a resumed
   run draws the masks it would have drawn. Everything stored is plain data: checkpoints load
   with ``torch.load(weights_only=True)``.
+* :func:`resolve_resume` finds the checkpoint to resume from and :func:`check_resumable` reads it
+  (memory-mapped, weights only) before the Trainer starts, so a truncated, pickled or foreign file stops the run with one
+  line naming it and what to do, not torch's page-long advice to unpickle it.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import random
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -26,6 +31,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 
 from plumbing.files import atomic_path
+from plumbing.recipes import ConfigError
 
 LAST_CHECKPOINT = "last.ckpt"
 
@@ -83,6 +89,36 @@ def resolve_resume(resume: str, output_dir: str | Path) -> str | None:
     if not Path(resume).exists():
         raise FileNotFoundError(f"trainer.resume={resume!r}: no such checkpoint file or DeepSpeed checkpoint folder")
     return resume
+
+
+def unreadable_reason(err: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in a few words (torch's own message is a page long)."""
+    text = str(err)
+    refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if refused or isinstance(err, pickle.UnpicklingError):
+        what = f" ({refused.group(1)})" if refused else ""
+        return f"it holds pickled Python objects{what}, which are never unpickled here (only tensors and plain data)"
+    if "zip archive" in text or "central directory" in text or "mmap can only be used" in text:
+        return "it is truncated, or not a checkpoint saved by torch.save (no complete zip archive)"
+    return text.strip().splitlines()[0] if text.strip() else type(err).__name__
+
+
+def check_resumable(path: str, resume: str) -> None:
+    """Read ``path`` as Lightning would (weights only; memory-mapped, so cheap) or raise :class:`ConfigError`.
+
+    The message names ``trainer.resume``, the file and what to do. DeepSpeed folders are left to DeepSpeed.
+    """
+    if Path(path).is_dir():
+        return
+    try:
+        stored = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        whole = isinstance(stored, dict) and {"state_dict", "global_step"} <= set(stored)
+        problem = "" if whole else "it is not a Lightning training checkpoint (no state_dict and global_step)"
+    except Exception as err:  # every failure to read it is the same user-facing problem
+        problem = unreadable_reason(err)
+    if problem:
+        advice = "delete it to start afresh, or pass --trainer.resume never" if resume == "auto" else "give another checkpoint, or --trainer.resume never"
+        raise ConfigError(f"trainer.resume={resume!r}: cannot resume from {path}: {problem}; {advice}")
 
 
 def collect_rng_state() -> dict[str, Any]:

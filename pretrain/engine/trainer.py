@@ -23,7 +23,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 
 from plumbing.files import write_json_atomic
-from pretrain.engine.checkpointing import AtomicCheckpointIO, LastCheckpoint, checkpoint_dir, resolve_resume
+from pretrain.engine.checkpointing import AtomicCheckpointIO, LastCheckpoint, check_resumable, checkpoint_dir, resolve_resume
 from pretrain.engine.config import OptimConfig, TrackingConfig, TrainerConfig
 from pretrain.engine.strategies import build_strategy, resolve_accelerator, resolve_precision
 from pretrain.engine.tracking import make_mlflow_logger, resolve_tracking_uri, start_tracked_run
@@ -83,6 +83,8 @@ class TrainingRun:
         self.run_dir = Path(trainer_config.output_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.resume_from = resolve_resume(trainer_config.resume, self.run_dir)
+        if self.resume_from is not None:
+            check_resumable(self.resume_from, trainer_config.resume)  # one clear line now, not a traceback from inside fit
         self.logger: Any = None
         pl.seed_everything(trainer_config.seed, verbose=False)
 
