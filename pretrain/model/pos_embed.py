@@ -16,6 +16,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from timm.layers import resample_abs_pos_embed
 
 Grid = tuple[int, int, int]
 
@@ -71,23 +72,25 @@ def videomae_sinusoid(num_positions: int, dim: int) -> torch.Tensor:
 def resize_table(table: torch.Tensor, old: Grid, new: Grid) -> torch.Tensor:
     """Interpolate a (t*h*w, D) table from grid ``old`` to grid ``new``.
 
-    Spatial resizing is bicubic per temporal slice (as the public MAE fine-tuning does); the
-    temporal axis is resized linearly, and a single temporal slice (a 2-D table) is extended
-    over time with the temporal term of :func:`add_time`.
+    Spatial resizing is timm's ``resample_abs_pos_embed`` per temporal slice, bicubic without
+    antialiasing (as the public MAE fine-tuning does); the temporal axis is resized linearly,
+    and a single temporal slice (a 2-D table) is extended over time with the temporal term of
+    :func:`add_time`.
     """
     if math.prod(old) != table.shape[0]:
         raise ValueError(f"position table has {table.shape[0]} rows, grid {old} needs {math.prod(old)}")
     if old == new:
         return table
     dim = table.shape[1]
-    volume = table.reshape(*old, dim).permute(3, 0, 1, 2).to(torch.float32)  # (D, t, h, w)
+    slices = table.reshape(old[0], old[1] * old[2], dim)
     if old[1:] != new[1:]:
-        volume = F.interpolate(volume, size=new[1:], mode="bicubic", align_corners=False)
+        slices = torch.cat([
+            resample_abs_pos_embed(one[None], list(new[1:]), list(old[1:]), num_prefix_tokens=0, antialias=False) for one in slices
+        ])
     if old[0] != new[0]:
         if old[0] == 1:
-            spatial = volume[:, 0].reshape(dim, -1).T.to(table.dtype)
-            return add_time(spatial, new[0]).contiguous()
-        flat = volume.reshape(dim, old[0], -1).permute(0, 2, 1)  # (D, h*w, t)
+            return add_time(slices[0], new[0]).contiguous()
+        flat = slices.permute(2, 1, 0).to(torch.float32)  # (D, h*w, t)
         flat = F.interpolate(flat, size=new[0], mode="linear", align_corners=True)
-        volume = flat.permute(0, 2, 1).reshape(dim, new[0], *new[1:])
-    return volume.permute(1, 2, 3, 0).reshape(math.prod(new), dim).to(table.dtype).contiguous()
+        slices = flat.permute(2, 1, 0).to(table.dtype)
+    return slices.reshape(math.prod(new), dim).contiguous()

@@ -6,11 +6,15 @@ repeated ``tubelet`` times, which is computed as a Conv2d with the kernel summed
 same numbers, ``tubelet`` times cheaper). Position embeddings are a fixed table over the
 ``(T / tubelet, H / patch, W / patch)`` grid held as a buffer (see :mod:`pretrain.model.pos_embed`);
 an image uses the first temporal slice. An optional CLS token is prepended after positions
-are added, with its own zero position.
+are added, with its own zero position. The transformer blocks are timm's (:class:`Block`), so
+state dicts use timm's and MAE's parameter names.
 """
 
 from __future__ import annotations
 
+from functools import partial
+
+import timm.models.vision_transformer as timm_vit
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -22,81 +26,30 @@ from pretrain.model.pos_embed import Grid, sincos_3d
 LAYER_NORM_EPS = 1e-6
 
 
-class DropPath(nn.Module):
-    """Stochastic depth: zero a residual branch for a random subset of samples while training."""
+class Block(timm_vit.Block):
+    """timm's pre-norm transformer block (its ``Attention``, ``Mlp``, ``DropPath``) with a slot for a
+    branch parallel to the MLP.
 
-    def __init__(self, rate: float) -> None:
-        super().__init__()
-        self.rate = rate
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Scale kept samples by ``1 / (1 - rate)``; identity in evaluation or at rate 0."""
-        if self.rate == 0.0 or not self.training:
-            return x
-        keep = 1.0 - self.rate
-        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
-        return x * x.new_empty(shape).bernoulli_(keep).div_(keep)
-
-    def extra_repr(self) -> str:
-        return f"rate={self.rate}"
-
-
-class Attention(nn.Module):
-    """Multi-head self-attention through ``F.scaled_dot_product_attention``."""
-
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Attend over all tokens of each sample: (B, N, D) -> (B, N, D)."""
-        batch, tokens, dim = x.shape
-        q, k, v = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, dim // self.num_heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(out.transpose(1, 2).reshape(batch, tokens, dim))
-
-
-class Mlp(nn.Module):
-    """Two linear layers with a GELU between them."""
-
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, N, D) -> (B, N, D)."""
-        return self.fc2(self.act(self.fc1(x)))
-
-
-class Block(nn.Module):
-    """Pre-norm transformer block with a slot for a branch parallel to the MLP.
-
-    ``parallel_branch`` (None by default) receives the same normed input as the MLP and its
-    output is added beside it: ``x + drop_path(mlp(h) + parallel_branch(h))``, ``h = norm2(x)``
-    (fine-tuning plugs its Mixture of Adapter Experts in here).
+    Parameter names are timm's and MAE's (``norm1``, ``attn.qkv``, ``attn.proj``, ``norm2``,
+    ``mlp.fc1``, ``mlp.fc2``); attention runs through ``F.scaled_dot_product_attention`` (timm's
+    ``fused_attn``, on unless ``TIMM_FUSED_ATTN=0``). ``parallel_branch`` (None by default)
+    receives the same normed input as the MLP and its output is added beside it:
+    ``x + drop_path(mlp(h) + parallel_branch(h))``, ``h = norm2(x)`` (fine-tuning plugs its
+    Mixture of Adapter Experts in here).
     """
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_path: float = 0.0) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
-        self.attn = Attention(dim, num_heads, qkv_bias)
-        self.norm2 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        self.drop_path = DropPath(drop_path)
+        super().__init__(dim, num_heads, mlp_ratio, qkv_bias=qkv_bias, drop_path=drop_path, norm_layer=partial(nn.LayerNorm, eps=LAYER_NORM_EPS))
         self.parallel_branch: nn.Module | None = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         """(B, N, D) -> (B, N, D)."""
-        x = x + self.drop_path(self.attn(self.norm1(x)))
+        x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x))))
         h = self.norm2(x)
         branch = self.mlp(h)
         if self.parallel_branch is not None:
             branch = branch + self.parallel_branch(h)
-        return x + self.drop_path(branch)
+        return x + self.drop_path2(self.ls2(branch))
 
 
 class TubeletEmbed(nn.Module):

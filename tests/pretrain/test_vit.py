@@ -1,15 +1,21 @@
 """The image/clip ViT: one tubelet embedding for both, position tables, blocks and their slots."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
+import timm.models.vision_transformer as timm_vit
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
-from pretrain.model.config import VIT_SIZES, ViTConfig
+from pretrain.model.config import VIT_SIZES, MAEConfig, ViTConfig
+from pretrain.model.mae import MaskedAutoencoder
 from pretrain.model.pos_embed import resize_table, sincos_3d
-from pretrain.model.vit import VisionTransformer
+from pretrain.model.vit import Block, VisionTransformer
+
+BEFORE_TIMM = Path(__file__).parent / "data" / "mae_before_timm_blocks.safetensors"
 
 
 def small_config(**overrides: object) -> ViTConfig:
@@ -134,3 +140,34 @@ def test_resized_table_keeps_a_constant_table_and_extends_one_slice_over_time() 
     with pytest.raises(ValueError, match="grid"):
         resize_table(flat, (1, 3, 3), (1, 4, 4))
     assert math.prod((4, 5, 5)) == 100
+
+
+def test_state_dict_written_before_timm_blocks_loads_and_gives_the_same_numbers() -> None:
+    """The fixture was written by the hand-written Block/Attention/Mlp/DropPath (commit 8a96dc7):
+    a tiny MAE's weights (perturbed away from initialisation), inputs and outputs. The timm-based
+    blocks must load it strictly and reproduce its encoder and decoder outputs."""
+    stored = load_file(str(BEFORE_TIMM))
+    encoder = ViTConfig(img_size=16, patch_size=8, num_frames=4, tubelet_size=2, embed_dim=16, depth=2, num_heads=2)
+    model = MaskedAutoencoder(MAEConfig(encoder=encoder, decoder_embed_dim=8, decoder_depth=1, decoder_num_heads=2)).eval()
+    weights = {k[len("model."):]: v for k, v in stored.items() if k.startswith("model.")}
+    assert set(weights) == set(model.state_dict())
+    model.load_state_dict(weights, strict=True)
+    assert all(isinstance(block, timm_vit.Block) for block in [*model.encoder.blocks, *model.decoder_blocks])
+    with torch.no_grad():
+        torch.testing.assert_close(model.encoder.forward_features(stored["input.image"]), stored["output.image_tokens"], atol=1e-5, rtol=1e-5)
+        clip_tokens = model.encoder.forward_features(stored["input.clip"])
+        torch.testing.assert_close(clip_tokens, stored["output.clip_tokens"], atol=1e-5, rtol=1e-5)
+        decoded = model.decode(clip_tokens, torch.arange(8).expand(2, -1))
+        torch.testing.assert_close(decoded, stored["output.clip_decoded"], atol=1e-5, rtol=1e-5)
+
+
+def test_blocks_are_timm_blocks_with_fused_attention_and_timm_names() -> None:
+    block = Block(48, 3, drop_path=0.1)
+    assert block.attn.fused_attn  # F.scaled_dot_product_attention, as before
+    assert isinstance(block.drop_path1, timm_vit.DropPath) and block.drop_path1.drop_prob == 0.1
+    timm_block = timm_vit.Block(48, 3, qkv_bias=True)
+    assert block.state_dict().keys() == timm_block.state_dict().keys()
+    timm_block.load_state_dict(block.state_dict())
+    x = torch.randn(2, 5, 48)
+    block.eval(), timm_block.eval()
+    torch.testing.assert_close(block(x), timm_block(x), atol=1e-5, rtol=1e-5)  # timm's LayerNorm has the same eps
