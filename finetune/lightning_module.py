@@ -80,7 +80,7 @@ class FinetuneModule(pl.LightningModule):
         self.effective_batch, self.picture_dir = effective_batch, picture_dir
         self.model = build_task_model(ViTConfig(**encoder_config), self.config, self.spec, encoder)
         self.mixtures = [m for m in self.model.modules() if isinstance(m, MixtureOfAdapterExperts)]
-        self.mix_generator = torch.Generator().manual_seed(self.config.trainer.seed)
+        self._mix_rng: np.random.Generator | None = None  # seeded by (seed, rank) at the first step
         weights = self.config.tasks.au_pos_weight
         if weights and len(weights) != len(self.spec.au_ids):
             raise ConfigError(f"tasks.au_pos_weight has {len(weights)} values but the data have {len(self.spec.au_ids)} AUs {self.spec.au_ids}")
@@ -107,13 +107,20 @@ class FinetuneModule(pl.LightningModule):
         """Peak learning rate after the linear scaling rule."""
         return scaled_lr(self.config.optim.base_lr, self.effective_batch)
 
+    @property
+    def mix_rng(self) -> np.random.Generator:
+        """The generator of every mixup/cutmix draw: seeded by (seed, rank), as the references seed ``seed + rank``."""
+        if self._mix_rng is None:
+            self._mix_rng = np.random.default_rng([self.config.trainer.seed, self.global_rank])
+        return self._mix_rng
+
     # ----------------------------------------------------------------------------- training
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         """Task losses of the batch's modality + identity loss (behind the reversal) + MoAE balance."""
         pixels = normalize_pixels(batch["pixels"])
         modality = modality_of(pixels)
         data = self.config.data
-        mix = draw_mix(pixels, data.mixup_alpha, data.cutmix_alpha, data.mix_prob, data.mix_switch_prob, self.mix_generator)
+        mix = draw_mix(pixels, data.mixup_alpha, data.cutmix_alpha, data.mix_prob, data.mix_switch_prob, self.mix_rng)
         strength = 0.0
         if self.model.identity_head is not None:
             progress = self.global_step / max(1, int(self.trainer.estimated_stepping_batches))
