@@ -1,7 +1,7 @@
 """``python -m pretrain``: see :mod:`pretrain.cli`."""
 
 from plumbing.cli import run_cli
-from pretrain.cli import fit, release
+from pretrain.cli import export, fit, release
 
 if __name__ == "__main__":
-    run_cli([fit, release], prog="python -m pretrain", description="Masked-autoencoder pretraining of one ViT on face images and clips.")
+    run_cli([fit, release, export], prog="python -m pretrain", description="Masked-autoencoder pretraining of one ViT on face images and clips.")

@@ -1,4 +1,4 @@
-"""Command-line entry of pretraining: ``python -m pretrain {fit,release} ...``.
+"""Command-line entry of pretraining: ``python -m pretrain {fit,release,export} ...``.
 
 Typed signatures are the documentation: ``python -m pretrain fit --help`` lists every key of
 the recipe with its type and default. Heavy libraries are imported inside the commands.
@@ -6,7 +6,9 @@ the recipe with its type and default. Heavy libraries are imported inside the co
 
 from __future__ import annotations
 
-from plumbing.recipes import validate
+from typing import Literal
+
+from plumbing.recipes import ConfigError, validate
 from pretrain.config import PretrainConfig, PretrainDataConfig
 from pretrain.engine.config import OptimConfig, TrackingConfig, TrainerConfig
 from pretrain.model.config import MAEConfig
@@ -56,3 +58,25 @@ def release(checkpoint: str, *, out: str, with_decoder: bool = False, name: str 
         register_trained_release(folder, name, alias or None, tracking_uri or None, checkpoint)
     return str(folder)
 
+
+def export(release: str, *, out: str, to: Literal["transformers"] = "transformers") -> str:
+    """Write a release's encoder in another library's format; returns the new folder.
+
+    ``--to transformers``: a folder that ``transformers.ViTMAEModel.from_pretrained`` (encoders with
+    a CLS token: images) or ``VideoMAEModel.from_pretrained`` (without: clips) loads; it is loaded
+    back and compared with our encoder before it appears (docs/model.md).
+
+    Args:
+        release: a release folder (model.safetensors + config.json, e.g. from ``python -m pretrain release``).
+        out: the new folder (must not exist or be empty).
+        to: the target library.
+    """
+    try:
+        from pretrain.release.transformers_export import export_transformers
+    except ModuleNotFoundError as missing:
+        if (missing.name or "").split(".")[0] != "transformers":
+            raise
+        raise ConfigError(f"--to {to}: needs the transformers package; pip install 'face-foundation[export]'") from None
+    folder = export_transformers(release, out)
+    print(f"exported the encoder of {release} for {to} to {folder}")
+    return str(folder)
