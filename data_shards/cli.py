@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from data_shards.build import BuildConfig
+from data_shards.faces.config import FaceConfig
 from plumbing.recipes import ConfigError, validate
 
 Layout = Literal["folder", "bp4d", "bp4d_plus", "disfa", "rafdb", "affectnet", "dfew", "mafw", "ferv39k"]
@@ -73,9 +74,14 @@ def build(
     source_name: str = "",
     subject_from_folder: bool = False,
     split: str = "",
+    faces: Literal["none", "detect"] = "none",
     shards: BuildConfig = BuildConfig(),
+    detect: FaceConfig = FaceConfig(),
 ) -> None:
-    """Write WebDataset shards and a manifest from a folder of face images or clips and its labels.
+    """Write WebDataset shards and a manifest from a folder of face images, photos, videos or clips and its labels.
+
+    Malformed label lines, symlink loops and unreadable, too small or face-less inputs are skipped,
+    counted in the manifest and named on the final line.
 
     Args:
         media: folder of the images, or of the clips (frame folders or video files).
@@ -88,9 +94,13 @@ def build(
         source_name: dataset name stored in each sample's ``source``; empty = the layout (folder: the media folder's name).
         subject_from_folder: unlabelled folders: each image's parent folder names its subject.
         split: ``rafdb``: keep only ``train`` or ``test`` lines of the list file; empty = all.
-        shards: image size, shard size, processes, job-array part.
+        faces: ``none``: every input is a face already (pre-cropped sets such as Face9M), centre-cropped;
+            ``detect``: find faces (RetinaFace, 5 landmarks) and store each aligned (photos: one sample per face;
+            clips: one face track per clip); inputs without a face are dropped and counted.
+        shards: image size, shard size, clip windows, processes, job-array part.
+        detect: face detection, alignment and tracking settings (``--faces detect``).
     """
-    validate({"shards": shards})
+    validate({"shards": shards, "detect": detect})
     from data_shards.build import build_shards
     from data_shards.importers import open_source
 
@@ -99,11 +109,16 @@ def build(
     if vocab:
         if not Path(vocab).is_file():
             raise FileNotFoundError(f"vocab file not found: {vocab}")
-        data = json.loads(Path(vocab).read_text())
+        try:
+            data = json.loads(Path(vocab).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ConfigError(f"vocab={vocab}: not a JSON file ({err})") from err
+        if not isinstance(data, dict):
+            raise ConfigError(f"vocab={vocab}: expected an object with au_ids and class_names")
         au_ids, class_names = [str(a) for a in data.get("au_ids", [])], list(data.get("class_names", []))
     name = source_name or (Path(media.rstrip("/")).name if layout == "folder" else layout)
     source = open_source(layout, media, labels, modality, name, au_ids, class_names, subject_from_folder, split)
-    report = build_shards(source, out, modality, shards)
+    report = build_shards(source, out, modality, shards, faces=faces, face=detect)
     print(report.line())
 
 

@@ -2,7 +2,8 @@
 
 Each public layout maps its label file onto :class:`~data_shards.schema.Labels` with the dataset's
 AU ids and class names; docs/shards.md lists the files each one expects. Label files are read
-line by line (never listed whole); paths are relative to the media folder.
+line by line (never listed whole); paths are relative to the media folder. A line that cannot
+be read is skipped and counted (``label_line``), naming the file and line; the build goes on.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ import csv
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
-from data_shards.media import sample_key
+from data_shards.sample_keys import sample_key
 from data_shards.schema import Labels
-from data_shards.sources import Source, SourceItem, folder_source, label_file_source
+from data_shards.sources import SkipLog, Source, SourceItem, folder_source, label_file_source
 from plumbing.recipes import ConfigError
 
 BP4D_AUS = ["1", "2", "4", "6", "7", "10", "12", "14", "15", "17", "23", "24"]
@@ -30,50 +31,85 @@ CLIP_LAYOUTS = {"dfew": DFEW_CLASSES, "mafw": MAFW_CLASSES, "ferv39k": FERV39K_C
 LAYOUTS = ["folder", *FMAE_DATASETS, "rafdb", "affectnet", *CLIP_LAYOUTS]
 
 
+FMAE_INACTIVE = 999
+"""FMAE-IAT's label files list every AU of the dataset in order: its number when active, 999 when not."""
+
+FMAE_SUBJECTS = {
+    "bp4d": (lambda path: path[1:4], re.compile(r"[FM]\d{2}"), "img_path[1:4] of 2F01_T5/frame_12.jpg = F01"),
+    "bp4d_plus": (lambda path: path[0:4], re.compile(r"[FM]\d{3}"), "img_path[0:4] of F001_T1/frame_12.jpg = F001"),
+    "disfa": (lambda path: path.split("/")[0][-5:], re.compile(r"SN\d{3}"), "the end of the first folder of RightVideoSN001/frame_12.jpg = SN001"),
+}
+"""How FMAE-IAT's util/datasets.py derives the person from ``img_path``, the form it must have, and an example."""
+
+
+class LineError(ValueError):
+    """One label line cannot be read; the source skips and counts it."""
+
+
 def _lines(path: str) -> Iterator[tuple[int, str]]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"label file not found: {path}")
-    with open(path, encoding="utf-8-sig") as handle:
+    with open(path, encoding="utf-8-sig", errors="replace") as handle:
         for number, line in enumerate(handle, 1):
             if line.strip():
                 yield number, line.strip()
 
 
+def _skipping(path: str, skips: SkipLog, parse: Callable[[int, str], SourceItem | None]) -> Iterator[SourceItem]:
+    """``parse(number, line)`` of every line of ``path``; a :class:`LineError` skips and counts that line."""
+    for number, line in _lines(path):
+        try:
+            item = parse(number, line)
+        except LineError as err:
+            skips.skip("label_line", f"{path}:{number}", str(err))
+            continue
+        if item is not None:
+            yield item
+
+
 def fmae_subject(img_path: str, dataset: str) -> str:
-    """The subject of an FMAE-style ``img_path``: ``F001/T1/0001.jpg`` -> F001; DISFA ``LeftVideoSN001/...`` -> SN001."""
-    first = img_path.replace("\\", "/").split("/")[0]
-    if dataset == "disfa":
-        match = re.search(r"SN\d{3}", first)
-        return match.group(0) if match else first
-    return first
+    """The person of an FMAE-IAT ``img_path``, derived as its util/datasets.py does (BP4D ``2F01_T5/...`` -> F01, BP4D+ ``F001_T1/...`` -> F001, DISFA ``RightVideoSN001/...`` -> SN001)."""
+    derive, form, example = FMAE_SUBJECTS[dataset]
+    subject = derive(img_path.replace("\\", "/"))
+    if not form.fullmatch(subject):
+        raise LineError(f"img_path {img_path!r} does not name a {dataset} person ({example})")
+    return subject
+
+
+def _fmae_aus(listed: object, au_ids: list[str], dataset: str) -> dict[str, int]:
+    if isinstance(listed, dict):  # intensities (DISFA 0-5): active from 2, as the reference binarises them
+        try:
+            active = {str(au) for au, value in listed.items() if float(value) >= 2}
+        except (TypeError, ValueError) as err:
+            raise LineError(f"AU intensities {listed!r} are not numbers") from err
+    elif isinstance(listed, list) and all(isinstance(au, int) and not isinstance(au, bool) for au in listed):
+        active = {str(au) for au in listed if au != FMAE_INACTIVE}
+    else:
+        raise LineError(f"'AUs' must be a list of AU numbers (999 = inactive) or a mapping of intensities, not {listed!r}")
+    unknown = active - set(au_ids)
+    if unknown:
+        raise LineError(f"AUs {sorted(unknown, key=int)} are not {dataset} AUs {au_ids}")
+    return {au: int(au in active) for au in au_ids}
 
 
 def fmae_source(media: str, labels: str, dataset: str, source_name: str) -> Source:
-    """FMAE-style JSONL (``{"img_path": ..., "AUs": [active AU numbers]}`` or ``{"AUs": {au: intensity}}``).
+    """FMAE-IAT's JSONL: ``{"img_path": "2F01_T5/frame_12.jpg", "AUs": [1, 999, 4, ...]}`` (active AU numbers, 999 = inactive).
 
-    AUs not listed are inactive. Intensities (DISFA's 0-5) count as active when >= 2.
+    ``"AUs"`` may also map AUs to intensities (active when >= 2). The subject is the person, as
+    the reference derives it from ``img_path`` (:data:`FMAE_SUBJECTS`), so folds never split one.
     """
     au_ids = FMAE_DATASETS[dataset]
 
-    def items() -> Iterator[SourceItem]:
-        for number, line in _lines(labels):
-            try:
-                row = json.loads(line)
-                img_path, listed = row["img_path"], row["AUs"]
-            except (json.JSONDecodeError, KeyError) as err:
-                raise ConfigError(f"{labels}:{number}: expected JSON with 'img_path' and 'AUs' ({err})") from err
-            if isinstance(listed, dict):
-                active = {str(au) for au, value in listed.items() if float(value) >= 2}
-            else:
-                active = {str(au) for au in listed}
-            unknown = active - set(au_ids)
-            if unknown:
-                raise ConfigError(f"{labels}:{number}: AUs {sorted(unknown)} are not {dataset} AUs {au_ids}")
-            aus = {au: int(au in active) for au in au_ids}
-            subject = fmae_subject(img_path, dataset)
-            yield SourceItem(sample_key(img_path), os.path.join(media, img_path), Labels(subject=subject, source=source_name, aus=aus))
+    def parse(number: int, line: str) -> SourceItem:
+        try:
+            row = json.loads(line)
+            img_path, listed = str(row["img_path"]), row["AUs"]
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise LineError(f"expected JSON with 'img_path' and 'AUs' ({type(err).__name__}: {err})") from err
+        labels = Labels(subject=fmae_subject(img_path, dataset), source=source_name, aus=_fmae_aus(listed, au_ids, dataset), origin=img_path)
+        return SourceItem(sample_key(img_path), os.path.join(media, img_path), labels)
 
-    return Source(items, au_ids, [])
+    return Source(lambda skips: _skipping(labels, skips, parse), au_ids, [])
 
 
 def rafdb_source(media: str, labels: str, split: str, source_name: str) -> Source:
@@ -82,46 +118,47 @@ def rafdb_source(media: str, labels: str, split: str, source_name: str) -> Sourc
     The image is ``media/<name>`` or, for the aligned set, ``media/<stem>_aligned.jpg``.
     """
 
-    def items() -> Iterator[SourceItem]:
-        for number, line in _lines(labels):
-            parts = line.split()
-            if len(parts) != 2 or not parts[1].isdigit() or not 1 <= int(parts[1]) <= 7:
-                raise ConfigError(f"{labels}:{number}: expected '<image> <label 1-7>', got {line!r}")
-            name = parts[0]
-            if split and not name.startswith(f"{split}_"):
-                continue
-            path = os.path.join(media, name)
-            if not os.path.exists(path):
-                path = os.path.join(media, f"{os.path.splitext(name)[0]}_aligned.jpg")
-            yield SourceItem(sample_key(name), path, Labels(source=source_name, expression=int(parts[1]) - 1))
+    def parse(number: int, line: str) -> SourceItem | None:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit() or not 1 <= int(parts[1]) <= 7:
+            raise LineError(f"expected '<image> <label 1-7>', got {line!r}")
+        name = parts[0]
+        if split and not name.startswith(f"{split}_"):
+            return None
+        path = os.path.join(media, name)
+        if not os.path.exists(path):
+            path = os.path.join(media, f"{os.path.splitext(name)[0]}_aligned.jpg")
+        return SourceItem(sample_key(name), path, Labels(source=source_name, expression=int(parts[1]) - 1, origin=name))
 
-    return Source(items, [], RAFDB_CLASSES)
+    return Source(lambda skips: _skipping(labels, skips, parse), [], RAFDB_CLASSES)
 
 
 def affectnet_source(media: str, labels: str, source_name: str) -> Source:
     """AffectNet ``training.csv``/``validation.csv``: path, face box, expression 0-7 (8-9 unlabelled, 10 no face), valence/arousal (-2 = none)."""
 
-    def items() -> Iterator[SourceItem]:
+    def read(skips: SkipLog) -> Iterator[SourceItem]:
         if not os.path.isfile(labels):
             raise FileNotFoundError(f"label file not found: {labels}")
-        with open(labels, newline="", encoding="utf-8-sig") as handle:
-            for number, row in enumerate(csv.DictReader(handle), 2):
+        with open(labels, newline="", encoding="utf-8-sig", errors="replace") as handle:
+            reader = csv.DictReader(handle)
+            for row in reader:
                 try:
                     expression = int(row["expression"])
                     valence, arousal = float(row["valence"]), float(row["arousal"])
                     box = tuple(int(float(row[k])) for k in ("face_x", "face_y", "face_width", "face_height"))
                     path = row["subDirectory_filePath"]
-                except (KeyError, ValueError) as err:
-                    raise ConfigError(f"{labels}:{number}: not an AffectNet row ({err})") from err
+                except (KeyError, ValueError, TypeError) as err:
+                    skips.skip("label_line", f"{labels}:{reader.line_num}", f"not an AffectNet row ({type(err).__name__}: {err})")
+                    continue
                 if expression == 10:
                     continue
                 has_va = -1.0 <= valence <= 1.0 and -1.0 <= arousal <= 1.0
-                labels_ = Labels(source=source_name, expression=expression if expression < 8 else None,
-                                 valence=valence if has_va else None, arousal=arousal if has_va else None)
+                labels_ = Labels(source=source_name, expression=expression if 0 <= expression < 8 else None,
+                                 valence=valence if has_va else None, arousal=arousal if has_va else None, origin=path)
                 crop = (box[0], box[1], box[0] + box[2], box[1] + box[3]) if box[2] > 0 and box[3] > 0 else None
                 yield SourceItem(sample_key(path), os.path.join(media, path), labels_, crop)
 
-    return Source(items, [], AFFECTNET_CLASSES)
+    return Source(read, [], AFFECTNET_CLASSES)
 
 
 def clip_list_source(media: str, labels: str, layout: str, source_name: str) -> Source:
@@ -133,25 +170,24 @@ def clip_list_source(media: str, labels: str, layout: str, source_name: str) -> 
     classes = CLIP_LAYOUTS[layout]
     first_index = 0 if layout == "ferv39k" else 1
 
-    def items() -> Iterator[SourceItem]:
-        for number, line in _lines(labels):
-            parts = [p for p in re.split(r"[,\s]+", line) if p]
-            if len(parts) < 2:
-                raise ConfigError(f"{labels}:{number}: expected '<clip> <label>', got {line!r}")
-            name, label = parts[0], parts[-1].lower()
-            if number == 1 and not label.isdigit() and label not in classes:
-                continue  # a header such as "video_name,label"
-            if label.isdigit():
-                expression = int(label) - first_index
-            elif label in classes:
-                expression = classes.index(label)
-            else:
-                raise ConfigError(f"{labels}:{number}: label {label!r} is not a {layout} class {classes}")
-            if not 0 <= expression < len(classes):
-                raise ConfigError(f"{labels}:{number}: label {label} is outside the {len(classes)} {layout} classes")
-            yield SourceItem(sample_key(name), _clip_path(media, name, layout), Labels(source=source_name, expression=expression))
+    def parse(number: int, line: str) -> SourceItem | None:
+        parts = [p for p in re.split(r"[,\s]+", line) if p]
+        if len(parts) < 2:
+            raise LineError(f"expected '<clip> <label>', got {line!r}")
+        name, label = parts[0], parts[-1].lower()
+        if number == 1 and not label.isdigit() and label not in classes:
+            return None  # a header such as "video_name,label"
+        if label.isdigit():
+            expression = int(label) - first_index
+        elif label in classes:
+            expression = classes.index(label)
+        else:
+            raise LineError(f"label {label!r} is not a {layout} class {classes}")
+        if not 0 <= expression < len(classes):
+            raise LineError(f"label {label} is outside the {len(classes)} {layout} classes")
+        return SourceItem(sample_key(name), _clip_path(media, name, layout), Labels(source=source_name, expression=expression, origin=name))
 
-    return Source(items, [], classes)
+    return Source(lambda skips: _skipping(labels, skips, parse), [], classes, whole_clips=True)
 
 
 def _clip_path(media: str, name: str, layout: str) -> str:

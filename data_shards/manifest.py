@@ -30,9 +30,21 @@ class ShardRecord:
     sha256: str
 
 
+DROP_COUNTS = ("dropped_small", "dropped_unreadable", "dropped_no_face", "dropped_no_face_clips")
+"""The counts of inputs the writers dropped (summed over every shard, even those left empty)."""
+
+
 @dataclass
 class LabelCounts:
-    """How many samples carry each kind of label, per AU, class and subject (and how many inputs were dropped)."""
+    """How many samples carry each kind of label, per AU, class and subject, and what was dropped or skipped.
+
+    ``dropped_small``: inputs (with ``--faces detect``: faces) below the minimum size;
+    ``dropped_unreadable``: unreadable or missing media; ``dropped_no_face``: photos or videos in
+    which no usable face was found; ``dropped_no_face_clips``: clip windows without a face track
+    long enough; ``skipped``: inputs the source passed over, by reason (``label_line``: a
+    malformed label line; ``link_loop``: a symlink that loops; ``repeated_folder``: a folder
+    reached a second time through a link).
+    """
 
     samples: int = 0
     with_subject: int = 0
@@ -44,14 +56,29 @@ class LabelCounts:
     subject: dict[str, int] = field(default_factory=dict)
     dropped_small: int = 0
     dropped_unreadable: int = 0
+    dropped_no_face: int = 0
+    dropped_no_face_clips: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
 
     def add(self, other: "LabelCounts") -> None:
         """Add ``other``'s counts into this one."""
-        for name in ("samples", "with_subject", "with_aus", "with_expression", "with_valence_arousal", "dropped_small", "dropped_unreadable"):
+        for name in ("samples", "with_subject", "with_aus", "with_expression", "with_valence_arousal", *DROP_COUNTS):
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        for mine, theirs in ((self.au_positive, other.au_positive), (self.expression, other.expression), (self.subject, other.subject)):
+        pairs = ((self.au_positive, other.au_positive), (self.expression, other.expression), (self.subject, other.subject), (self.skipped, other.skipped))
+        for mine, theirs in pairs:
             for key, value in theirs.items():
                 mine[key] = mine.get(key, 0) + value
+
+    def losses(self) -> str:
+        """What was dropped or skipped, as one phrase (empty when nothing was)."""
+        named = {
+            "below min size": self.dropped_small,
+            "unreadable or missing": self.dropped_unreadable,
+            "without a face": self.dropped_no_face,
+            "clip windows without a face track": self.dropped_no_face_clips,
+            **{f"skipped ({reason.replace('_', ' ')})": count for reason, count in sorted(self.skipped.items())},
+        }
+        return ", ".join(f"{count} {what}" for what, count in named.items() if count)
 
 
 @dataclass

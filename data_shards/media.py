@@ -1,14 +1,14 @@
-"""Reading source media (images, frame folders, video files) and preparing them for a shard.
+"""Reading source images and frame folders and preparing pre-cropped faces for a shard.
 
-Faces are resized so the short side equals the target size, then centre-cropped to a square
-(the face stays centred, as in pre-cropped face datasets), and JPEG-encoded with simplejpeg.
-Inputs whose short side is below a minimum are refused with :class:`TooSmall`.
+Pre-cropped faces (``--faces none``) are resized so the short side equals the target size, then
+centre-cropped to a square (the face stays centred), and JPEG-encoded with simplejpeg. Inputs
+whose short side is below a minimum are refused with :class:`TooSmall`. Videos are cut into
+clips by :mod:`data_shards.clip_windows`; detected faces are aligned by :mod:`data_shards.faces`.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import simplejpeg
@@ -68,27 +68,3 @@ def frame_files(folder: str) -> list[str]:
     """The image files of a frame folder, in name order."""
     names = sorted(entry.name for entry in os.scandir(folder) if entry.name.lower().endswith(IMAGE_SUFFIXES))
     return [os.path.join(folder, name) for name in names]
-
-
-def load_clip(path: str, size: int, min_size: int, keep_frames: int) -> list[np.ndarray]:
-    """The frames of a clip (a folder of frame images or a video file), fitted to ``size``."""
-    if os.path.isdir(path):
-        files = frame_files(path)
-        if not files:
-            raise ValueError(f"no frame images in {path}")
-        return [load_image(files[i], size, min_size) for i in pick_frames(len(files), keep_frames)]
-    if not path.lower().endswith(VIDEO_SUFFIXES):
-        raise ValueError(f"{path} is neither a frame folder nor a video file ({', '.join(VIDEO_SUFFIXES)})")
-    import av
-
-    with av.open(path) as container:
-        images = [frame.to_image() for frame in container.decode(video=0)]
-    if not images:
-        raise ValueError(f"no video frames in {path}")
-    return [fit_square(images[i], size, min_size) for i in pick_frames(len(images), keep_frames)]
-
-
-def sample_key(relative: str) -> str:
-    """A WebDataset key from a relative path: no extension, no dots, '/' kept as '_'."""
-    stem = str(Path(relative).with_suffix("")) if Path(relative).suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES else relative
-    return stem.replace(os.sep, "_").replace("/", "_").replace(".", "_").replace(" ", "_")

@@ -1,8 +1,9 @@
-"""Write one shard: fit and encode its inputs, tar them under a temporary name, rename when whole.
+"""Write one shard: turn its inputs into samples, tar them under a temporary name, rename when whole.
 
 Runs in a builder worker process. The shard's sidecar summary (``<shard>.json``) is renamed into
 place after the tar, so a shard counts as finished only when both exist; a build killed half-way
-leaves at most a temporary file, which the next run overwrites.
+leaves at most a temporary file, which the next run of the same part removes
+(:func:`remove_stale_temporaries`).
 """
 
 from __future__ import annotations
@@ -10,12 +11,16 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import tarfile
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from data_shards.manifest import LabelCounts, ShardRecord, ShardSummary
-from data_shards.media import TooSmall, encode_jpeg, load_clip, load_image
+from data_shards.media import TooSmall
+from data_shards.sample_keys import display_path
+from data_shards.sample_makers import NoFace, Preparation, Sample, make_samples
 from data_shards.sources import SourceItem
 from plumbing.files import atomic_path, file_sha256, write_json_atomic
 
@@ -29,11 +34,7 @@ class ShardJob:
     index: int
     items: list[SourceItem]
     out_dir: str
-    modality: str
-    img_size: int
-    min_size: int
-    clip_frames: int
-    jpeg_quality: int
+    prep: Preparation
 
 
 def shard_name(index: int) -> str:
@@ -44,6 +45,23 @@ def shard_name(index: int) -> str:
 def summary_path(out_dir: str | Path, index: int) -> Path:
     """Where the finished shard's summary sidecar lives."""
     return Path(out_dir) / f"{shard_name(index)}.json"
+
+
+_TEMPORARY = re.compile(r"^\.shard-(\d{6,})\.tar(\.json)?\.tmp-\d+$")
+
+
+def remove_stale_temporaries(out_dir: str | Path, owned: Callable[[int], bool]) -> int:
+    """Remove the temporary files of killed writers of the shards ``owned(index)`` (this part's); returns how many.
+
+    Only this part's shards: another part of a job array may be writing its own right now.
+    """
+    removed = 0
+    for path in Path(out_dir).glob(".shard-*.tmp-*"):
+        match = _TEMPORARY.match(path.name)
+        if match and owned(int(match.group(1))):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -68,37 +86,42 @@ def _count(counts: LabelCounts, labels: dict) -> None:
         counts.subject[labels["subject"]] = counts.subject.get(labels["subject"], 0) + 1
 
 
+def _next_sample(samples: Iterator[Sample], counts: LabelCounts, shard: int, path: str) -> Sample | None:
+    """The input's next sample, or None when it has no more; its dropping is counted (a failure of the tar itself is not caught here)."""
+    try:
+        return next(samples)
+    except StopIteration:
+        return None
+    except TooSmall:
+        counts.dropped_small += 1
+    except NoFace:
+        counts.dropped_no_face += 1
+    except (OSError, ValueError, SyntaxError) as err:  # PIL and PyAV report damaged files this way
+        counts.dropped_unreadable += 1
+        if counts.dropped_unreadable <= 3:  # a few per shard; the manifest counts them all
+            log.warning("shard %d: dropping unreadable input %s: %s", shard, display_path(path), err)
+    return None
+
+
 def write_shard(job: ShardJob) -> ShardSummary:
-    """Write shard ``job.index`` and its summary; inputs too small or unreadable are counted and dropped."""
+    """Write shard ``job.index`` and its summary; inputs too small, unreadable or without a face are counted and dropped."""
     final = Path(job.out_dir) / shard_name(job.index)
     counts = LabelCounts()
     subjects: set[str] = set()
     sources: set[str] = set()
     with atomic_path(final) as tmp, tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
         for item in job.items:
-            try:
-                if job.modality == "image":
-                    members = [("jpg", encode_jpeg(load_image(item.path, job.img_size, job.min_size, item.box), job.jpeg_quality))]
-                else:
-                    frames = load_clip(item.path, job.img_size, job.min_size, job.clip_frames)
-                    members = [(f"f{i:04d}.jpg", encode_jpeg(frame, job.jpeg_quality)) for i, frame in enumerate(frames)]
-            except TooSmall:
-                counts.dropped_small += 1
-                continue
-            except (OSError, ValueError, SyntaxError) as err:  # PIL and PyAV report damaged files this way
-                counts.dropped_unreadable += 1
-                if counts.dropped_unreadable <= 3:  # a few per shard; the manifest counts them all
-                    log.warning("shard %d: dropping unreadable input %s: %s", job.index, item.path, err)
-                continue
-            labels = item.labels.to_json()
-            for suffix, data in members:
-                _add(tar, f"{item.key}.{suffix}", data)
-            _add(tar, f"{item.key}.json", json.dumps(labels).encode())
-            _count(counts, labels)
-            if item.labels.subject is not None:
-                subjects.add(item.labels.subject)
-            if item.labels.source is not None:
-                sources.add(item.labels.source)
+            samples = make_samples(item, job.prep, counts)
+            while (sample := _next_sample(samples, counts, job.index, item.path)) is not None:
+                labels = sample.labels.to_json()
+                for suffix, data in sample.members:
+                    _add(tar, f"{sample.key}.{suffix}", data)
+                _add(tar, f"{sample.key}.json", json.dumps(labels).encode())
+                _count(counts, labels)
+                if sample.labels.subject is not None:
+                    subjects.add(sample.labels.subject)
+                if sample.labels.source is not None:
+                    sources.add(sample.labels.source)
     record = ShardRecord(final.name, counts.samples, final.stat().st_size, file_sha256(final))
     summary = ShardSummary(record, job.index, sorted(subjects), sorted(sources), counts)
     write_json_atomic(summary_path(job.out_dir, job.index), asdict(summary))

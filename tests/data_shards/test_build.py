@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from data_shards.build import BuildConfig, build_shards, merge_parts
+from data_shards.clip_windows import ClipWindowing
 from data_shards.manifest import read_manifest
+from data_shards.sample_makers import Preparation
 from data_shards.shard_writer import ShardJob, write_shard
 from data_shards.sources import label_file_source
 from data_shards.synth import AU_IDS, CLASS_NAMES, synth_dataset
@@ -65,15 +67,17 @@ def test_resume_keeps_finished_shards_and_redoes_missing(raw: Path, tmp_path: Pa
     build_shards(_source(raw), str(out), "image", _config())
     (out / "shard-000003.tar").unlink()
     (out / ".shard-000005.tar.tmp-999").write_bytes(b"half a shard")  # left by a killed writer
+    (out / ".shard-000006.tar.json.tmp-999").write_bytes(b"{")
     report = build_shards(_source(raw), str(out), "image", _config())
     assert report.shards_written == 1 and report.shards_kept == len(read_manifest(out).shards) - 1
     assert (out / "shard-000003.tar").is_file()
+    assert not list(out.glob(".*tmp*"))  # the re-run removed the killed writers' temporaries
 
 
 def test_interrupted_writer_leaves_no_shard_that_looks_whole(raw: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import data_shards.shard_writer as shard_writer
+    import data_shards.sample_makers as sample_makers
 
-    real_encode, calls = shard_writer.encode_jpeg, []
+    real_encode, calls = sample_makers.encode_jpeg, []
 
     def killed_on_third(pixels, quality):  # the process is interrupted while writing the third sample
         calls.append(1)
@@ -81,8 +85,8 @@ def test_interrupted_writer_leaves_no_shard_that_looks_whole(raw: Path, tmp_path
             raise KeyboardInterrupt
         return real_encode(pixels, quality)
 
-    monkeypatch.setattr(shard_writer, "encode_jpeg", killed_on_third)
-    job = ShardJob(0, list(_source(raw).items())[:5], str(tmp_path), "image", 64, 64, 1, 90)
+    monkeypatch.setattr(sample_makers, "encode_jpeg", killed_on_third)
+    job = ShardJob(0, list(_source(raw).items())[:5], str(tmp_path), Preparation("image", 64, 64, 90, ClipWindowing()))
     with pytest.raises(KeyboardInterrupt):
         write_shard(job)
     assert not (tmp_path / "shard-000000.tar").exists() and not (tmp_path / "shard-000000.tar.json").exists()
@@ -98,7 +102,7 @@ def test_small_and_unreadable_inputs_are_dropped_and_counted(raw: Path, tmp_path
     source = label_file_source(str(raw / "images"), str(labels), "synth", AU_IDS, CLASS_NAMES)
     manifest = read_manifest(build_shards(source, str(tmp_path / "ok"), "image", _config(min_size=0)).manifest)
     assert manifest.num_samples == 4 and manifest.counts.dropped_unreadable == 2
-    with pytest.raises(ConfigError, match="no sample was written.*4 below min_size, 2 unreadable"):
+    with pytest.raises(ConfigError, match="no sample was written.*4 below min size, 2 unreadable"):
         build_shards(source, str(tmp_path / "big"), "image", _config(img_size=128))
 
 

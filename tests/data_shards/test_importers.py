@@ -27,34 +27,66 @@ def _items(layout: str, media: Path, labels: Path, modality: str = "image", spli
     return source, list(source.items())
 
 
-def test_fmae_jsonl_bp4d_lists_active_aus_and_subjects(tmp_path: Path) -> None:
-    for rel in ("F001/T1/0001.jpg", "M012/T8/0420.jpg"):
-        _face(tmp_path / "img" / rel)
-    labels = tmp_path / "BP4D_train1.json"
-    labels.write_text('{"img_path": "F001/T1/0001.jpg", "AUs": [1, 12, 24]}\n{"img_path": "M012/T8/0420.jpg", "AUs": []}\n')
-    source, items = _items("bp4d", tmp_path / "img", labels)
-    assert source.au_ids == ["1", "2", "4", "6", "7", "10", "12", "14", "15", "17", "23", "24"]
-    assert [item.labels.subject for item in items] == ["F001", "M012"]
-    assert [au for au, v in items[0].labels.aus.items() if v == 1] == ["1", "12", "24"]
-    assert sum(items[1].labels.aus.values()) == 0 and len(items[1].labels.aus) == 12
+def _fmae_line(img_path: str, active: set[int], aus: list[int]) -> str:
+    """A line as FMAE-IAT's AU/*_preprocess.py writes it: every AU of the dataset in order, 999 when inactive."""
+    return json.dumps({"img_path": img_path, "AUs": [au if au in active else 999 for au in aus]}) + "\n"
 
 
-def test_fmae_jsonl_disfa_intensity_two_or_more_is_active(tmp_path: Path) -> None:
-    _face(tmp_path / "img" / "LeftVideoSN001" / "frame_12.jpg")
+BP4D_NUMBERS = [1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24]
+
+
+@pytest.mark.parametrize(
+    ("layout", "paths", "people"),
+    [
+        ("bp4d", ["2F01_T5/frame_12.jpg", "2F01_T7/frame_3.jpg", "2M12_T1/frame_40.jpg"], ["F01", "M12"]),
+        ("bp4d_plus", ["F001_T1/frame_12.jpg", "F001_T8/frame_9.jpg", "M040_T3/frame_7.jpg"], ["F001", "M040"]),
+    ],
+)
+def test_fmae_iat_jsonl_with_999s_builds_shards_whose_subjects_are_the_people(tmp_path: Path, layout: str, paths: list[str], people: list[str]) -> None:
+    """Issue 11, error 4: the reference's own files (999 = inactive AU, subject = the person, not person x task) import."""
+    for rel in paths:
+        _face(tmp_path / "img" / rel, size=(240, 240))
+    labels = tmp_path / f"{layout}_train1.json"
+    actives = [{1, 12, 24}, set(), {4}]
+    labels.write_text("".join(_fmae_line(rel, active, BP4D_NUMBERS) for rel, active in zip(paths, actives)))
+    build(str(tmp_path / "img"), str(tmp_path / "shards"), labels=str(labels), layout=layout, shards=BuildConfig(img_size=64, progress=False))
+    manifest = read_manifest(tmp_path / "shards")
+    assert manifest.num_samples == 3 and manifest.subjects == people
+    assert manifest.counts.subject == {people[0]: 2, people[1]: 1}  # two tasks of one person: one subject
+    assert manifest.counts.au_positive == {au: int(au in {"1", "12", "24"}) + int(au == "4") for au in manifest.au_ids}
+    batch = next(iter(eval_loader(LoaderConfig(shards=[manifest.path], batch_size=3, num_workers=0))))
+    assert batch["aus"].sum().item() == 4 and not batch["aus"].isnan().any()
+
+
+def test_fmae_iat_disfa_jsonl_999s_and_intensities(tmp_path: Path) -> None:
+    _face(tmp_path / "img" / "RightVideoSN001" / "frame_12.jpg")
+    _face(tmp_path / "img" / "RightVideoSN027" / "frame_3.jpg")
     labels = tmp_path / "DISFA_test1.json"
-    labels.write_text('{"img_path": "LeftVideoSN001/frame_12.jpg", "AUs": {"1": 1, "2": 2, "12": 5, "26": 0}}\n')
+    labels.write_text(_fmae_line("RightVideoSN001/frame_12.jpg", {2, 12}, [1, 2, 4, 6, 9, 12, 25, 26])
+                      + '{"img_path": "RightVideoSN027/frame_3.jpg", "AUs": {"1": 1, "2": 2, "12": 5, "26": 0}}\n')
     source, items = _items("disfa", tmp_path / "img", labels)
-    assert items[0].labels.subject == "SN001"
-    assert {au for au, v in items[0].labels.aus.items() if v} == {"2", "12"}
+    assert [item.labels.subject for item in items] == ["SN001", "SN027"]
+    assert [{au for au, v in item.labels.aus.items() if v} for item in items] == [{"2", "12"}, {"2", "12"}]
     assert source.au_ids == ["1", "2", "4", "6", "9", "12", "25", "26"]
 
 
-def test_fmae_jsonl_rejects_foreign_aus(tmp_path: Path) -> None:
+def test_fmae_lines_that_do_not_fit_are_skipped_and_counted_naming_the_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
+) -> None:
+    _face(tmp_path / "img" / "2F01_T1" / "frame_1.jpg", size=(240, 240))
     labels = tmp_path / "bad.json"
-    labels.write_text('{"img_path": "SN001/a.jpg", "AUs": [5]}\n')
-    _face(tmp_path / "img" / "x.jpg")
-    with pytest.raises(ConfigError, match=r"bad.json:1: AUs \['5'\]"):
-        _items("disfa", tmp_path / "img", labels)
+    labels.write_text(
+        _fmae_line("2F01_T1/frame_1.jpg", {1}, BP4D_NUMBERS)
+        + '{"img_path": "2F01_T1/frame_2.jpg", "AUs": [5]}\n'  # AU 5 is no BP4D AU
+        + '{"img_path": "F001/T1/0001.jpg", "AUs": [1]}\n'  # no BP4D person in the reference's form
+        + '{"img_path": "2F01_T1/frame_3.jpg"\n'  # cut short
+    )
+    build(str(tmp_path / "img"), str(tmp_path / "shards"), labels=str(labels), layout="bp4d", shards=BuildConfig(img_size=64, progress=False))
+    manifest = read_manifest(tmp_path / "shards")
+    assert manifest.num_samples == 1 and manifest.counts.skipped == {"label_line": 3}
+    assert "3 skipped (label line)" in capsys.readouterr().out
+    assert "bad.json:2: AUs ['5'] are not bp4d AUs" in caplog.text and "bad.json:3: img_path 'F001/T1/0001.jpg'" in caplog.text
+    assert "bad.json:4: expected JSON" in caplog.text
 
 
 def test_rafdb_list_file_with_aligned_names_and_split(tmp_path: Path) -> None:
