@@ -11,6 +11,9 @@ Two layouts are read, both as safe files only (``torch.load(weights_only=True)``
   ``q_bias``/``v_bias`` beside a bias-free ``qkv`` (the key bias is zero), fixed 1-D sinusoid
   tables that are not stored; pretraining files prefix ``encoder.``/``decoder.`` and add
   ``encoder_to_decoder`` (no bias) and ``mask_token``; ``decoder.head`` predicts the pixels.
+  S4D files are this layout at 160 px; its fine-tuned files add Mixture-of-Adapter-Experts
+  weights beside the MLP of the upper blocks (``blocks.N.moe_layer.{router,experts}.*``) and
+  separate ``head.image``/``head.video`` classifiers.
 
 Mapping a Conv2d kernel ``w`` to our Conv3d: every one of the ``tubelet`` time slots holds
 ``w / tubelet``, so an image (a clip of its frame repeated) gives exactly the Conv2d output, and a
@@ -19,12 +22,18 @@ image target is its patch repeat-padded). Export undoes both (exact for power-of
 Position tables: a loaded 2-D table is resized bicubically to the new grid and extended over time
 with the temporal term of :func:`pretrain.model.pos_embed.add_time`; VideoMAE's fixed table is rebuilt
 for the new grid, a learned one is interpolated.
+
+Nothing of a file is dropped silently: tensors the model does not hold come back as ``extras``,
+and block tensors our blocks cannot run (S4D's MoAE adapters, any unknown part) are also
+reported with a warning, since the model computes those blocks without them. An S4D file built
+for another size than its 160 px is warned about too.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -48,6 +57,11 @@ KNOWN_KEYS = {
                  "encoder_to_decoder.weight", "mask_token"},
 }
 BLOCK_PARTS = ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2")
+BLOCK_KEYS = {f"{part}.{kind}" for part in BLOCK_PARTS for kind in ("weight", "bias")} | {"attn.q_bias", "attn.v_bias"}
+BLOCK_KEY = re.compile(r"(?:^|[._])blocks\.(\d+)\.(.+)$")  # blocks.N.*, encoder.blocks.N.*, decoder_blocks.N.*
+S4D_ADAPTER = ".moe_layer."
+S4D_HEADS = ("head.image.weight", "head.video.weight")
+S4D_IMG_SIZE = 160
 
 
 @dataclass
@@ -59,7 +73,8 @@ class ImportedCheckpoint:
         layout: ``mae`` or ``videomae``.
         extras: tensors of the file the model does not hold (a fine-tuned ``fc_norm``/``head``,
             an identity head, ...).
-        notes: what was adapted (interpolated tables, a missing final norm left at identity).
+        notes: what was adapted (interpolated tables, a missing final norm left at identity) and
+            what was warned about (block tensors left out, an S4D file at another size).
     """
 
     model: torch.nn.Module
@@ -120,6 +135,14 @@ def _count_blocks(state: StateDict, prefix: str) -> int:
     return max(found) + 1 if found else 0
 
 
+def is_s4d(state: StateDict) -> bool:
+    """True for S4D's fine-tuned files: MoAE adapter tensors (``blocks.N.moe_layer.*``) or separate image/video heads.
+
+    S4D's pretraining files hold exactly VideoMAE's tensors and cannot be told apart from them.
+    """
+    return any(S4D_ADAPTER in key for key in state) or any(key in state for key in S4D_HEADS)
+
+
 def _heads(width: int, known: dict[int, int], head_dim: int = 64) -> int:
     standard = {size["embed_dim"]: size["num_heads"] for size in VIT_SIZES.values()}
     return known.get(width) or standard.get(width) or max(1, width // head_dim)
@@ -130,7 +153,8 @@ def infer_config(state: StateDict, layout: str) -> MAEConfig:
 
     Head counts are not stored: the standard ones for the width are assumed (MAE decoders use
     heads of 32 channels, VideoMAE ones 3/6/8/8 heads at 192/384/512/640). VideoMAE files do not
-    store the image size or frame count either: 224 px and 16 frames are assumed.
+    store the image size or frame count either: 224 px and 16 frames are assumed, 160 px for a
+    file :func:`is_s4d` recognises (S4D's size).
     """
     enc = "encoder." if layout == "videomae" and "encoder.patch_embed.proj.weight" in state else ""
     kernel = state[enc + "patch_embed.proj.weight"]
@@ -151,7 +175,8 @@ def infer_config(state: StateDict, layout: str) -> MAEConfig:
         depth = _count_blocks(state, "decoder_blocks.")
         known_heads, head_dim = {512: 16}, 32
     else:
-        encoder = replace(encoder, tubelet_size=kernel.shape[2], cls_token=False, img_size=224, num_frames=16)
+        img_size = S4D_IMG_SIZE if is_s4d(state) else 224
+        encoder = replace(encoder, tubelet_size=kernel.shape[2], cls_token=False, img_size=img_size, num_frames=16)
         decoder = state.get("encoder_to_decoder.weight")
         depth = _count_blocks(state, "decoder.blocks.")
         known_heads, head_dim = {192: 3, 384: 6, 512: 8, 640: 8}, 64
@@ -297,8 +322,39 @@ def import_state_dict(
         raise ValueError(f"{source}: {layout} layout is missing key {missing}; found {sorted(state)[:24]}") from None
     model = mae if mae is not None else encoder
     model.load_state_dict(ours, strict=True)
-    extras = {k: v for k, v in state.items() if k not in KNOWN_KEYS[layout] and not k.startswith(KNOWN_PREFIXES[layout])}
-    return ImportedCheckpoint(model, layout, extras, notes)
+    extras = {k: v for k, v in state.items() if _is_extra(k, layout)}
+    warned = _block_tensors_left_out(extras, source)
+    if layout == "videomae" and is_s4d(state) and wanted.encoder.img_size != S4D_IMG_SIZE:
+        warned.append(
+            f"{source}: an S4D file (trained at {S4D_IMG_SIZE} px) built for img_size={wanted.encoder.img_size}: "
+            f"positions are laid out for another grid and its features differ from S4D's; load it with img_size={S4D_IMG_SIZE}"
+        )
+    for message in warned:
+        warnings.warn(message, stacklevel=2)
+    return ImportedCheckpoint(model, layout, extras, notes + warned)
+
+
+def _is_extra(key: str, layout: str) -> bool:
+    """A tensor the conversion does not put into our model: unknown block parts, heads, adapters."""
+    block = BLOCK_KEY.search(key)
+    if block is not None:
+        return block.group(2) not in BLOCK_KEYS
+    return key not in KNOWN_KEYS[layout] and not key.startswith(KNOWN_PREFIXES[layout])
+
+
+def _block_tensors_left_out(extras: StateDict, source: str) -> list[str]:
+    """Warnings for block tensors kept as extras: the blocks we built compute without them."""
+    blocks: dict[str, set[int]] = {}
+    for key in extras:
+        found = BLOCK_KEY.search(key)
+        if found is not None:
+            kind = "S4D MoAE adapter" if S4D_ADAPTER in key else "unknown block"
+            blocks.setdefault(kind, set()).add(int(found.group(1)))
+    return [
+        f"{source}: {kind} tensors in blocks {sorted(numbers)} are not part of our blocks: the model computes those blocks "
+        "without them; they are kept, under the file's names, in ImportedCheckpoint.extras"
+        for kind, numbers in sorted(blocks.items())
+    ]
 
 
 def _collapse_slots(tensor: torch.Tensor, slots: int, dim: int, scale: bool) -> torch.Tensor:

@@ -6,6 +6,7 @@ below with plain tensor ops on the public key names (Conv2d/Conv3d patch embeddi
 softmax attention, the reference masking recipe).
 """
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -318,6 +319,53 @@ def test_videomae_finetuned_encoder_and_layer_scale_refusal(tmp_path: Path) -> N
     state["blocks.0.gamma_1"] = torch.ones(WIDTH)
     with pytest.raises(ValueError, match="gamma_1"):
         load(write(tmp_path, state, "ls.pth"), config)
+
+
+def s4d_finetuned_state(experts: int = 2) -> dict:
+    """An S4D fine-tuned file (finetune/s4d/videomae.py): mean pooling (fc_norm, no final norm), image and
+    video heads, and a SparseMoEWithCapacity of Mlp experts beside the MLP of the upper block."""
+    state = random_videomae_state(prefix="")
+    del state["norm.weight"], state["norm.bias"]
+    g = torch.Generator().manual_seed(5)
+    adapter = "blocks.1.moe_layer."
+    for router in ("topkroute_linear", "noise_linear"):
+        state[f"{adapter}router.{router}.weight"], state[f"{adapter}router.{router}.bias"] = torch.randn(experts, WIDTH, generator=g), torch.randn(experts, generator=g)
+    for e in range(experts):
+        state[f"{adapter}experts.{e}.fc1.weight"], state[f"{adapter}experts.{e}.fc1.bias"] = torch.randn(WIDTH // 4, WIDTH, generator=g), torch.randn(WIDTH // 4, generator=g)
+        state[f"{adapter}experts.{e}.fc2.weight"], state[f"{adapter}experts.{e}.fc2.bias"] = torch.randn(WIDTH, WIDTH // 4, generator=g), torch.randn(WIDTH, generator=g)
+    state.update({"fc_norm.weight": torch.ones(WIDTH), "fc_norm.bias": torch.zeros(WIDTH)})
+    for head in ("image", "video"):
+        state[f"head.{head}.weight"], state[f"head.{head}.bias"] = torch.randn(7, WIDTH, generator=g), torch.randn(7, generator=g)
+    return state
+
+
+def test_s4d_finetuned_file_keeps_and_reports_its_adapters_and_warns_off_its_160_px(tmp_path: Path) -> None:
+    state = s4d_finetuned_state()
+    path = write(tmp_path, state, "s4d_ft.pth")
+    adapters = {k for k in state if ".moe_layer." in k}
+    assert len(adapters) == 12
+    with pytest.warns(UserWarning) as caught:
+        imported = load(path)  # nothing says the size: S4D's 160 px is assumed
+    messages = [str(w.message) for w in caught]
+    assert imported.model.config.img_size == 160 and imported.layout == "videomae"
+    assert adapters <= set(imported.extras) and {"head.image.weight", "head.video.bias", "fc_norm.weight"} <= set(imported.extras)
+    for key in adapters:
+        assert torch.equal(imported.extras[key], state[key])
+    assert len(messages) == 1 and "S4D MoAE adapter tensors in blocks [1]" in messages[0] and "extras" in messages[0]
+
+    config = ViTConfig(img_size=32, patch_size=PATCH, num_frames=4, embed_dim=WIDTH, depth=DEPTH, num_heads=HEADS, cls_token=False)
+    with pytest.warns(UserWarning) as caught:
+        resized = load(path, config)
+    assert any(re.search(r"S4D file \(trained at 160 px\) built for img_size=32.*img_size=160", str(w.message)) for w in caught)
+    assert any("img_size=32" in note for note in resized.notes)
+
+
+def test_unknown_block_tensors_are_kept_and_reported(tmp_path: Path) -> None:
+    state = random_mae_state(decoder=False)
+    state["blocks.0.attn.relative_position_bias_table"] = torch.randn(9, HEADS)
+    with pytest.warns(UserWarning, match=r"unknown block tensors in blocks \[0\]"):
+        imported = load(write(tmp_path, state))
+    assert set(imported.extras) == {"blocks.0.attn.relative_position_bias_table"}
 
 
 # ---------------------------------------------------------------- refusals

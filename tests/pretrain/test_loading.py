@@ -171,6 +171,35 @@ def test_unreadable_inputs_are_named(tmp_path: Path) -> None:
         load_model(deepspeed)
 
 
+def s4d_finetuned_file(path: Path) -> Path:
+    """An S4D fine-tuned file (VideoMAE layout, q/v biases, mean pooling) with MoAE adapters in its last block."""
+    torch.manual_seed(3)
+    encoder = VisionTransformer(dataclasses.replace(ENCODER, cls_token=False))
+    state = {k: v for k, v in encoder.state_dict().items() if k not in ("pos_embed", "norm.weight", "norm.bias")}
+    for i in range(ENCODER.depth):
+        q, _, v = state.pop(f"blocks.{i}.attn.qkv.bias").chunk(3)
+        state[f"blocks.{i}.attn.q_bias"], state[f"blocks.{i}.attn.v_bias"] = q, v
+    state["blocks.1.moe_layer.router.topkroute_linear.weight"] = torch.randn(4, 48)
+    state["blocks.1.moe_layer.experts.0.fc1.weight"] = torch.randn(12, 48)
+    state.update({"fc_norm.weight": torch.ones(48), "fc_norm.bias": torch.zeros(48), "head.video.weight": torch.zeros(7, 48), "head.video.bias": torch.zeros(7)})
+    torch.save({"model": state}, path)
+    return path
+
+
+def test_s4d_file_warns_about_its_adapters_and_a_size_other_than_160(tmp_path: Path) -> None:
+    from pretrain import load_model
+
+    path = s4d_finetuned_file(tmp_path / "s4d_ft.pth")
+    with pytest.warns(UserWarning) as caught:
+        model = load_model(path)
+    assert model.config.img_size == 160
+    messages = [str(w.message) for w in caught]  # only the adapters: S4D's own size was assumed
+    assert len(messages) == 1 and "S4D MoAE adapter tensors in blocks [1]" in messages[0]
+    with pytest.warns(UserWarning) as caught:
+        load_model(path, img_size=32, num_frames=4)
+    assert sum("S4D file (trained at 160 px) built for img_size=32" in str(w.message) for w in caught) == 1
+
+
 @pytest.mark.slow
 def test_mlflow_model_uri_loads_the_registered_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A real MLflow registry (SQLite store): register a release, then load it by URI."""
