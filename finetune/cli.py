@@ -187,18 +187,23 @@ def release(checkpoint: str, *, out: str, name: str = "", alias: str = "", track
     return str(folder)
 
 
-def score(model: str, image_test: list[str] | None = None, clip_test: list[str] | None = None, batch_size: int = 32) -> dict[str, float]:
+def score(
+    model: str, image_test: list[str] | None = None, clip_test: list[str] | None = None, batch_size: int = 32, tracking_uri: str = ""
+) -> dict[str, float]:
     """Load a released fine-tuned model (folder or MLflow URI) and print its test metrics as JSON.
 
+    Beside the metrics, ``test/samples_*`` count the samples scored, expected from the manifests,
+    missing and skipped (corrupt samples, truncated shards); missing samples are also reported on stderr.
+
     Args:
-        model: a release folder or an MLflow URI (``models:/face-au-tiny@champion``, ``runs:/<id>/model``);
-            URIs use ``$MLFLOW_TRACKING_URI``.
+        model: a release folder or an MLflow URI (``models:/face-au-tiny@champion``, ``runs:/<id>/model``).
         image_test: image shard sets to test on.
         clip_test: clip shard sets to test on.
         batch_size: samples per forward pass.
+        tracking_uri: MLflow store that resolves a URI ``model``; empty = ``$MLFLOW_TRACKING_URI``.
     """
     from finetune.scoring import score_release
 
-    results = score_release(model, image_test or [], clip_test or [], batch_size)
+    results = score_release(model, image_test or [], clip_test or [], batch_size, tracking_uri or None)
     print(json.dumps({"model": model, **results}, indent=2))
     return results

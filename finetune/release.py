@@ -31,11 +31,16 @@ from finetune.task_model import FaceTaskModel, TaskSpec, build_task_model, head_
 from pretrain.model.config import ViTConfig
 from pretrain.release.folder import read_release_folder, write_release_folder
 from pretrain.release.pyfunc import FacePredictor, ReleaseDescription
-from pretrain.release.registry import download_release
+from pretrain.release.registry import URI_SCHEMES, download_release
 
 KIND = "task"
 LOADER_MODULE = __name__
 OUTPUT_NAMES = {"au": "au_probabilities", "expression": "expression_probabilities"}
+# How to load this kind, written into its registry description ({uri} is the model's URI).
+LOAD_HINT = (
+    'Score it: `python -m finetune score {uri} --image_test "[<test manifest.json>]"`. '
+    'In Python: `finetune.release.load_task_model("{uri}")` (network, task spec, AU thresholds chosen on validation).'
+)
 THRESHOLD_PREFIX = "threshold_index_au_"
 
 
@@ -112,10 +117,15 @@ def read_task_release(folder: str | Path) -> TaskRelease:
     return TaskRelease(model, spec, encoder_config, recipe, meta.get("au_thresholds", {}), meta.get("package_version", "unknown"))
 
 
-def load_task_model(path_or_uri: str | Path) -> TaskRelease:
-    """A fine-tuned release from a folder or an MLflow URI (``models:/name@alias``, ``runs:/<id>/model``)."""
-    if str(path_or_uri).startswith(("models:/", "runs:/")):
-        return read_task_release(download_release(str(path_or_uri)))
+def load_task_model(path_or_uri: str | Path, tracking_uri: str | None = None, flag: str = "") -> TaskRelease:
+    """A fine-tuned release from a folder or an MLflow URI (``models:/name@alias``, ``runs:/<id>/model``).
+
+    URIs resolve in ``tracking_uri``, else ``$MLFLOW_TRACKING_URI``; ``flag`` is the command's option for it, named in errors.
+    """
+    if str(path_or_uri).startswith(URI_SCHEMES):
+        return read_task_release(download_release(str(path_or_uri), tracking_uri=tracking_uri, flag=flag))
+    if not Path(path_or_uri).exists():
+        raise FileNotFoundError(f"{path_or_uri}: no such release folder (or give an MLflow URI: models:/<name>@<alias>, runs:/<id>/model)")
     return read_task_release(path_or_uri)
 
 

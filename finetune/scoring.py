@@ -3,26 +3,30 @@
 The model comes back through :func:`finetune.release.load_task_model` (files downloaded and
 checksummed, network rebuilt from config and safetensors); each test set is read once with
 :func:`data_shards.loaders.eval_loader`. Metrics: AU F1 at threshold 0.5 and at the thresholds
-chosen on validation (recorded in the release), WAR and UAR for expressions.
+chosen on validation (recorded in the release), WAR and UAR for expressions. Beside them, per
+modality: the samples scored, the samples the manifests promise, the ones missing and the
+corrupt samples and truncated shards skipped on the way; a set with missing samples is also
+reported on stderr, so a metric over part of a test set is never mistaken for the whole.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 from data_shards.decode import LabelMap
 from data_shards.loaders import LoaderConfig, eval_loader, normalize_pixels
-from data_shards.shard_sets import resolve_sets
+from data_shards.shard_sets import ShardSet, resolve_sets
 from finetune.metrics import DEFAULT_THRESHOLDS, MaskedMultilabelF1, f1_at_indices, uar, war
 from finetune.release import load_task_model
 from finetune.task_model import head_name
 from plumbing.recipes import ConfigError
 
 
-def check_vocabulary(release: Any, shards: Sequence[str], modality: str) -> None:
+def check_vocabulary(release: Any, sets: Sequence[ShardSet], modality: str) -> None:
     """The test sets' AU ids and class names must be the model's, in the same order."""
-    labels = LabelMap([s.manifest for s in resolve_sets(list(shards), [], modality)])
+    labels = LabelMap([s.manifest for s in sets])
     spec = release.spec
     tasks = spec.tasks_for(modality)
     if "au" in tasks and labels.au_ids != spec.au_ids:
@@ -38,7 +42,8 @@ def score_modality(release: Any, shards: Sequence[str], modality: str, batch_siz
 
 
     spec, encoder = release.spec, release.encoder_config
-    check_vocabulary(release, shards, modality)
+    sets = resolve_sets(list(shards), [], modality)
+    check_vocabulary(release, sets, modality)
     loader = eval_loader(LoaderConfig(
         shards=list(shards), modality=modality, batch_size=batch_size, img_size=encoder.img_size,
         num_frames=encoder.num_frames, frame_stride=release.recipe.data.clip_stride, num_workers=0,
@@ -56,7 +61,7 @@ def score_modality(release: Any, shards: Sequence[str], modality: str, batch_siz
                 f1.update(out[heads["au"]].float().sigmoid(), batch["aus"])
             if confusion is not None:
                 confusion.update(out[heads["expression"]].argmax(dim=-1), batch["expression"])
-    results = {f"test/samples_{modality}": float(samples)}
+    results = sample_counts(modality, samples, sum(s.num_samples for s in sets), loader.skipped)
     if f1 is not None:
         table = f1.table()
         chosen = release.au_thresholds.get(modality) or [0.5] * len(spec.au_ids)
@@ -69,11 +74,29 @@ def score_modality(release: Any, shards: Sequence[str], modality: str, batch_siz
     return results
 
 
-def score_release(path_or_uri: str, image_test: Sequence[str] = (), clip_test: Sequence[str] = (), batch_size: int = 32) -> dict[str, float]:
-    """Test metrics of a released fine-tuned model (folder or ``models:/``/``runs:/`` URI) on the given shard sets."""
+def sample_counts(modality: str, scored: int, expected: int, skipped: dict[str, int]) -> dict[str, float]:
+    """``test/samples_*`` counts of one modality; a line on stderr when samples are missing or were skipped."""
+    counts = {
+        f"test/samples_{modality}": float(scored), f"test/samples_expected_{modality}": float(expected),
+        f"test/samples_missing_{modality}": float(expected - scored),
+        **{f"test/samples_skipped_{kind}_{modality}": float(count) for kind, count in sorted(skipped.items())},
+    }  # fmt: skip
+    if scored < expected or any(skipped.values()):
+        damage = ", ".join(f"{count} {kind.replace('_', ' ')}(s) skipped" for kind, count in sorted(skipped.items()) if count)
+        print(f"warning: scored {scored} of the {expected} {modality} samples the manifests list" + (f"; {damage}" if damage else ""), file=sys.stderr)
+    return counts
+
+
+def score_release(
+    path_or_uri: str, image_test: Sequence[str] = (), clip_test: Sequence[str] = (), batch_size: int = 32, tracking_uri: str | None = None
+) -> dict[str, float]:
+    """Test metrics of a released fine-tuned model (folder or ``models:/``/``runs:/`` URI) on the given shard sets.
+
+    URIs resolve in ``tracking_uri``, else ``$MLFLOW_TRACKING_URI``.
+    """
     if not image_test and not clip_test:
         raise ConfigError("give test shard sets: --image_test [...] and/or --clip_test [...]")
-    release = load_task_model(path_or_uri)
+    release = load_task_model(path_or_uri, tracking_uri, flag="--tracking_uri")
     results: dict[str, float] = {}
     for modality, shards in (("image", image_test), ("clip", clip_test)):
         if not shards:

@@ -2,8 +2,10 @@
 
 Builds the data module (which reads the manifests into a :class:`~finetune.task_model.TaskSpec`),
 loads the pretrained encoder (:func:`finetune.task_model.load_encoder`), the Lightning module,
-strategy, MLflow logger, ``last.ckpt`` refreshes and a best-on-validation checkpoint; fits; then
-tests the best checkpoint (never selected on test) and writes ``result.json``. Launchers (SLURM
+strategy, MLflow logger, ``last.ckpt`` refreshes and a best-on-validation checkpoint; tags the
+MLflow run with what the encoder started from (``init.*``: model URI and version, or training run
+and weights SHA-256; :func:`pretrain.release.registry.source_lineage`); fits; then tests the best
+checkpoint (never selected on test) and writes ``result.json``. Launchers (SLURM
 requeue, Ray Tune's report callback) pass their callbacks through ``extra_callbacks``.
 """
 
@@ -18,20 +20,21 @@ from typing import Any
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
-from finetune.config import FinetuneConfig, MoAEConfig, config_from_dict
+from finetune.config import FinetuneConfig, FinetuneModelConfig, MoAEConfig, config_from_dict
 from finetune.data_module import FinetuneDataModule
 from finetune.lightning_module import FinetuneModule
 from finetune.task_model import TaskSpec, encoder_config_for, load_encoder, parameter_counts
 from plumbing.files import write_json_atomic
 from plumbing.recipes import ConfigError
-from pretrain.engine.checkpointing import LAST_CHECKPOINT, checkpoint_dir
+from pretrain.engine.checkpointing import LAST_CHECKPOINT, checkpoint_dir, unreadable_reason
 from pretrain.engine.config import OptimConfig
 from pretrain.engine.tracking import restores_tracking_uri
 from pretrain.engine.trainer import CONFIG_RECORD, TrainingRun, build_trainer
 from pretrain.engine.training_metrics import MODALITIES, TrainingMetrics
 from pretrain.model.config import ViTConfig
 from pretrain.model.flops import encoder_forward_flops, tokens_per_sample
-from pretrain.model.vit import Block
+from pretrain.model.vit import Block, VisionTransformer
+from pretrain.release.registry import source_lineage
 
 BEST_CHECKPOINT = "best.ckpt"
 
@@ -112,6 +115,23 @@ def check_monitor(config: FinetuneConfig, spec: TaskSpec) -> str:
     return monitor
 
 
+def load_init_encoder(model: FinetuneModelConfig) -> VisionTransformer:
+    """The encoder of ``model.init`` (:func:`finetune.task_model.load_encoder`); a file it cannot use is a
+    :class:`ConfigError` naming ``model.init`` in one line (torch's own message is a page long)."""
+    try:
+        return load_encoder(model)
+    except ValueError as err:
+        reason = unreadable_reason(err.__cause__) if err.__cause__ is not None else str(err).strip().splitlines()[0]
+        raise ConfigError(f"model.init={model.init!r}: {reason}") from None
+
+
+def init_lineage(init: str, run_store: str) -> tuple[dict[str, str], list[str]]:
+    """MLflow tags naming what the encoder started from, and the logged models to link as inputs (rank 0: it hashes the weights)."""
+    if not init or rank_zero_only.rank != 0:
+        return {}, []
+    return source_lineage(init, run_store)
+
+
 def training_flops_per_sample(encoder: ViTConfig, moae: MoAEConfig, modality: str) -> float:
     """Forward + backward FLOPs of one sample: the encoder on every token plus the routed adapters."""
     tokens = tokens_per_sample(encoder, modality)
@@ -131,7 +151,7 @@ def run_finetuning(config: FinetuneConfig, extra_callbacks: list | None = None) 
     check_splits(config)
     trainer_config = config.trainer
     run = TrainingRun(trainer_config, config.tracking)
-    encoder = load_encoder(config.model)
+    encoder = load_init_encoder(config.model)
     encoder_config = encoder_config_for(encoder, config.model)
     datamodule = FinetuneDataModule(config, encoder_config)
     spec = datamodule.task_spec()  # reads the manifests: bad paths and missing labels fail here
@@ -163,7 +183,7 @@ def run_finetuning(config: FinetuneConfig, extra_callbacks: list | None = None) 
         "trainable_parameters": counts["trainable"], "total_parameters": counts["total"], "monitor": monitor,
         **{f"{m}_steps_per_epoch": n for m, n in datamodule.steps_per_epoch().items()},
     }  # fmt: skip
-    run.record(config, {**dataclasses.asdict(config), "derived": derived})
+    run.record(config, {**dataclasses.asdict(config), "derived": derived}, *init_lineage(config.model.init, run.tracking_uri))
     trainer.fit(module, datamodule=datamodule, ckpt_path=run.resume_from)
 
     val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}

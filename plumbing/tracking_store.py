@@ -1,9 +1,12 @@
-"""Where a run's MLflow tracking lives: the server probe and the run record kept in a run folder.
+"""Where a run's MLflow tracking lives: the server probe, the artifact folder of a SQLite store, and
+the records kept in a run folder.
 
 A training run records its tracking URI and MLflow run id in ``<run_dir>/mlflow_run.json``, so a
 resumed run keeps logging into the same MLflow run and a release made from its checkpoint is
-logged into it. A remote server is probed before anything trains or uploads, so an unreachable
-one fails at once with its URI in the message.
+logged into it; its resolved recipe is ``<run_dir>/config.json``. A remote server is probed before
+anything trains or uploads, so an unreachable one fails at once with its URI in the message. A
+SQLite store keeps its artifacts in ``mlartifacts/`` beside the database file, whichever stage or
+release writes to it (MLflow's own default is ``./mlruns`` under the current directory).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from plumbing.files import write_json_atomic
 from plumbing.recipes import ConfigError
 
 RUN_RECORD = "mlflow_run.json"
+CONFIG_RECORD = "config.json"
+CHECKPOINT_FOLDER = "checkpoints"
 
 
 def check_reachable(uri: str, timeout_s: float = 10.0) -> None:
@@ -34,6 +39,19 @@ def check_reachable(uri: str, timeout_s: float = 10.0) -> None:
         f"MLflow tracking server {uri} is unreachable ({problem}); start it, or set tracking.tracking_uri "
         "(or MLFLOW_TRACKING_URI) to a reachable server, or leave both empty for a local SQLite store"
     )
+
+
+def sqlite_artifact_location(uri: str) -> str | None:
+    """``file://`` URI of ``mlartifacts/`` beside the database of a ``sqlite:///`` store; None for other stores."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
+
+
+def run_folder_of(checkpoint: str | Path) -> Path:
+    """The run folder of a checkpoint (``<run>/checkpoints/x.ckpt``), else the checkpoint's own folder."""
+    path = Path(checkpoint)
+    return path.parent.parent if path.parent.name == CHECKPOINT_FOLDER else path.parent
 
 
 def write_run_record(run_dir: str | Path, tracking_uri: str, experiment_id: str, run_id: str) -> None:

@@ -32,13 +32,14 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from plumbing.files import atomic_path
 from plumbing.recipes import ConfigError
+from plumbing.tracking_store import CHECKPOINT_FOLDER
 
 LAST_CHECKPOINT = "last.ckpt"
 
 
 def checkpoint_dir(output_dir: str | Path) -> Path:
     """The folder holding ``last.ckpt`` inside a run folder."""
-    return Path(output_dir) / "checkpoints"
+    return Path(output_dir) / CHECKPOINT_FOLDER
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -1,24 +1,26 @@
 """MLflow tracking of a training run through Lightning's ``MLFlowLogger``.
 
 The tracking URI is ``tracking.tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else a SQLite
-store ``<run_dir>/mlflow.db`` with artifacts under ``<run_dir>/mlartifacts`` (MLflow 3 refuses
-the plain file store). A remote server is probed before anything trains, so an unreachable one
+store ``<run_dir>/mlflow.db`` (MLflow 3 refuses the plain file store); a SQLite store keeps its
+artifacts in ``mlartifacts/`` beside its database, so one store shared by every stage keeps them
+in one place. A remote server is probed before anything trains, so an unreachable one
 fails at once with its URI in the message. A resumed run keeps logging into the same MLflow
-run (its id is kept in ``<run_dir>/mlflow_run.json``).
+run (its id is kept in ``<run_dir>/mlflow_run.json``). A stage may add tags (what it started from)
+and link the MLflow models it started from as the run's inputs.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
-from plumbing.tracking_store import check_reachable, read_run_record, write_run_record
+from plumbing.tracking_store import check_reachable, read_run_record, sqlite_artifact_location, write_run_record
 from pretrain.engine.config import TrackingConfig
 
 Run = TypeVar("Run", bound=Callable[..., Any])
@@ -59,28 +61,40 @@ def make_mlflow_logger(tracking: TrackingConfig, run_dir: str | Path, resume: bo
     run_dir = Path(run_dir)
     uri = resolve_tracking_uri(tracking, run_dir)
     check_reachable(uri)
-    local = uri.startswith("sqlite:///") and not (tracking.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
     saved = read_run_record(run_dir) if resume else None
     run_id = saved["run_id"] if saved and saved.get("tracking_uri") == uri else None
     return MLFlowLogger(
         experiment_name=tracking.experiment,
         run_name=tracking.run_name or None,
         tracking_uri=uri,
-        artifact_location=(run_dir.resolve() / "mlartifacts").as_uri() if local else None,
+        artifact_location=sqlite_artifact_location(uri),  # used when the experiment is new
         run_id=run_id,
     )
 
 
 @rank_zero_only
-def start_tracked_run(logger: MLFlowLogger, tracking_uri: str, params: dict[str, Any], run_dir: str | Path) -> None:
-    """Create (or reopen) the MLflow run, record its id in ``run_dir`` and log ``params`` (nested dicts).
+def start_tracked_run(
+    logger: MLFlowLogger,
+    tracking_uri: str,
+    params: dict[str, Any],
+    run_dir: str | Path,
+    tags: Mapping[str, str] | None = None,
+    input_model_ids: Sequence[str] = (),
+) -> None:
+    """Create (or reopen) the MLflow run, record its id in ``run_dir``, log ``params`` (nested dicts) and ``tags``.
 
+    ``input_model_ids`` are MLflow logged models the run started from, linked as its inputs.
     Re-logging a changed value into a resumed run is refused by MLflow; the first value is kept
     and a warning says so.
     """
+    from mlflow.entities import LoggedModelInput
     from mlflow.exceptions import MlflowException
 
     write_run_record(run_dir, tracking_uri, logger.experiment_id, logger.run_id)
+    for key, value in (tags or {}).items():
+        logger.experiment.set_tag(logger.run_id, key, value)
+    if input_model_ids:
+        logger.experiment.log_inputs(logger.run_id, models=[LoggedModelInput(model_id) for model_id in input_model_ids])
     try:
         logger.log_hyperparams(params)
     except MlflowException as err:

@@ -14,6 +14,7 @@ and the parameters logged to MLflow. Each stage adds its own callbacks and Train
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,11 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 
 from plumbing.files import write_json_atomic
+from plumbing.tracking_store import CONFIG_RECORD
 from pretrain.engine.checkpointing import AtomicCheckpointIO, LastCheckpoint, check_resumable, checkpoint_dir, resolve_resume
 from pretrain.engine.config import OptimConfig, TrackingConfig, TrainerConfig
 from pretrain.engine.strategies import build_strategy, resolve_accelerator, resolve_precision
 from pretrain.engine.tracking import make_mlflow_logger, resolve_tracking_uri, start_tracked_run
-
-CONFIG_RECORD = "config.json"
 
 
 def build_trainer(
@@ -107,8 +107,18 @@ class TrainingRun:
         last = LastCheckpoint(checkpoint_dir(self.run_dir), config.checkpoint_every_n_steps, config.seed)
         return build_trainer(config, optim, micro_batch, self.run_dir, self.logger, [last, *callbacks], wrap_modules, **options)
 
-    def record(self, config: Any, params: dict[str, Any]) -> None:
-        """Write the resolved ``config`` to ``<run_dir>/config.json`` (rank 0) and log ``params`` to MLflow."""
+    def record(
+        self, config: Any, params: dict[str, Any], tags: Mapping[str, str] | None = None, input_model_ids: Sequence[str] = ()
+    ) -> None:
+        """Write the resolved ``config`` to ``<run_dir>/config.json`` (rank 0); log ``params`` and ``tags`` to MLflow.
+
+        ``input_model_ids`` (MLflow logged models the run started from) are linked as the run's inputs.
+        """
         if rank_zero_only.rank == 0:
             write_json_atomic(self.run_dir / CONFIG_RECORD, dataclasses.asdict(config))
-        start_tracked_run(self.logger, resolve_tracking_uri(self.tracking, self.run_dir), params, self.run_dir)
+        start_tracked_run(self.logger, self.tracking_uri, params, self.run_dir, tags, input_model_ids)
+
+    @property
+    def tracking_uri(self) -> str:
+        """The MLflow store this run logs to."""
+        return resolve_tracking_uri(self.tracking, self.run_dir)

@@ -40,9 +40,8 @@ from pretrain.model.mae import MaskedAutoencoder
 from pretrain.model.pos_embed import resize_table, sincos_3d
 from pretrain.release.folder import CONFIG_FILE, WEIGHTS_FILE
 from pretrain.release.pretrained import model_from_config, read_release, write_release
-from pretrain.release.registry import download_release
+from pretrain.release.registry import URI_SCHEMES, download_release
 
-URI_SCHEMES = ("models:/", "runs:/")
 RESIZABLE = ("img_size", "num_frames")
 
 

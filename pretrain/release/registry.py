@@ -7,6 +7,13 @@ example and pinned requirements) and names as its loader the module that the rel
 records in its ``config.json`` (``loader_module``), which the *installed* package provides. No pickle, no code copied into the artifact. The MLmodel
 metadata records the package version and the SHA-256 of every released file;
 :func:`download_release` checks them before anyone reads the weights.
+
+Lineage: a release made from a checkpoint of a training run records that run, its recipe and the
+SHA-256 of its data manifests (MLmodel metadata ``lineage``, version tags), and the version's
+description says how to load it. :func:`source_lineage` gives the tags (and MLflow links) of a
+run that starts from a model URI, a release folder or a checkpoint. A URI that names nothing in
+the store (an unknown model, alias, version or run) is a :class:`ConfigError` naming the URI and
+the store.
 """
 
 from __future__ import annotations
@@ -17,29 +24,36 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from importlib import metadata as package_metadata
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from plumbing.files import file_sha256
 from plumbing.recipes import ConfigError
-from plumbing.tracking_store import check_reachable, read_run_record
+from plumbing.tracking_store import check_reachable, sqlite_artifact_location
 from pretrain.release.folder import CONFIG_FILE, package_version
+from pretrain.release.lineage import checkpoint_lineage, training_lineage, weights_sha256
 from pretrain.release.pretrained import KINDS as PRETRAINED_KINDS
 from pretrain.release.pretrained import LOADER_MODULE as PRETRAINED_LOADER
 
 if TYPE_CHECKING:
+    from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
 PACKAGE = "face-foundation"
+URI_SCHEMES = ("models:/", "runs:/")
+# MLflow's codes for a model, alias, version, run or artifact that the store does not hold.
+NOT_FOUND_CODES = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 MODEL_NAME_IN_RUN = "model"
 RELEASE_SUBDIR = "release"
 DEFAULT_EXPERIMENT = "face-releases"
 CACHE_ENV = "FACE_RELEASE_CACHE"
 # What a fresh environment needs to serve the model; pinned so MLflow infers nothing (~10 s).
 RUNTIME_PACKAGES = ("torch", "safetensors", "numpy", "mlflow")
+# How to load a pretrained release; other kinds' loader modules define LOAD_HINT themselves.
+PRETRAINED_LOAD_HINT = 'In Python: `pretrain.load_model("{uri}")` (the MAE or its ViT encoder, plain PyTorch).'
 
 
 class ReleaseChecksumError(ValueError):
@@ -63,18 +77,23 @@ def pip_requirements() -> list[str]:
     return pins
 
 
+def store_advice(flag: str = "") -> str:
+    """How to point a command at an MLflow store: its ``flag`` when it has one, else ``$MLFLOW_TRACKING_URI``."""
+    return f"pass {flag} or set MLFLOW_TRACKING_URI" if flag else "set MLFLOW_TRACKING_URI"
+
+
 @contextmanager
-def tracking_at(tracking_uri: str | None) -> Iterator[str]:
+def tracking_at(tracking_uri: str | None, flag: str = "") -> Iterator[str]:
     """Point MLflow (tracking, and so the registry) at ``tracking_uri`` for the block; restore afterwards.
 
-    None keeps ``$MLFLOW_TRACKING_URI``; with neither, a ``ConfigError`` says what to set.
-    The server (or database) is checked before anything is uploaded.
+    None keeps ``$MLFLOW_TRACKING_URI``; with neither, a ``ConfigError`` says what to set (the
+    command's ``flag``, when it has one). The server (or database) is checked before anything is uploaded.
     """
     import mlflow
 
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
     if not uri:
-        raise ConfigError("no MLflow tracking URI: pass --tracking_uri (e.g. sqlite:///runs/mlflow.db or http://host:5000) or set MLFLOW_TRACKING_URI")
+        raise ConfigError(f"no MLflow tracking URI: {store_advice(flag)} (e.g. sqlite:///runs/mlflow.db or http://host:5000)")
     check_reachable(uri)
     before = os.environ.get("MLFLOW_TRACKING_URI")  # set_tracking_uri mirrors itself there
     mlflow.set_tracking_uri(uri)
@@ -84,13 +103,35 @@ def tracking_at(tracking_uri: str | None) -> Iterator[str]:
         mlflow.set_tracking_uri(before)
 
 
+@contextmanager
+def resolving(uri: str, store: str, flag: str = "") -> Iterator[None]:
+    """Turn MLflow's "not found" for the model ``uri`` into a ``ConfigError`` naming the URI, the store and its models."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as err:
+        if err.error_code not in NOT_FOUND_CODES:
+            raise
+        message = " ".join(str(err.message).split()).rstrip(".")
+        known = registered_names_hint() if uri.startswith("models:/") else ""
+        raise ConfigError(f"{uri}: {message} in the MLflow store {store}{known}; {store_advice(flag)} to the store it was released to") from None
+
+
+def registered_names_hint(limit: int = 10) -> str:
+    """`` (its registered models: a, b)``: some model names of the current store, to spot a typo or the wrong store."""
+    from mlflow import MlflowClient
+
+    names = [model.name for model in MlflowClient().search_registered_models(max_results=limit)]
+    return f" (its registered models: {', '.join(names)})" if names else " (it holds no registered models)"
+
+
 def use_experiment(name: str, uri: str) -> None:
     """Make ``name`` the active experiment; a new one on a SQLite store keeps artifacts beside the database."""
     import mlflow
 
     if uri.startswith("sqlite:///") and mlflow.get_experiment_by_name(name) is None:
-        database = Path(uri.removeprefix("sqlite:///"))
-        mlflow.create_experiment(name, artifact_location=(database.parent.resolve() / "mlartifacts").as_uri())
+        mlflow.create_experiment(name, artifact_location=sqlite_artifact_location(uri))
     mlflow.set_experiment(name)
 
 
@@ -128,6 +169,8 @@ def register_release(
     run_id: str | None = None,
     experiment: str = DEFAULT_EXPERIMENT,
     loader_module: str | None = None,
+    lineage: Mapping[str, Any] | None = None,
+    flag: str = "",
 ) -> ModelVersion:
     """Log ``release_folder`` as a pyfunc model and register it as a new version of ``name``.
 
@@ -141,15 +184,20 @@ def register_release(
         experiment: experiment of the new run when ``run_id`` is None.
         loader_module: the loader of a folder whose ``config.json`` names none (written before
             releases named their loader); ignored when it names one.
+        lineage: where the model came from (:func:`pretrain.release.lineage.training_lineage`):
+            kept whole in the MLmodel metadata, its run and data checksums also as version tags.
+        flag: the command's option for the tracking URI, named when none is set.
 
-    Returns the registered ``ModelVersion`` (its ``version`` is a string over HTTP).
+    Returns the registered ``ModelVersion`` (its ``version`` is a string over HTTP); its
+    description says how to load it and where it came from.
     """
     import mlflow
     from mlflow import MlflowClient
 
     folder = Path(release_folder)
     loader_module = loader_module_for(folder, loader_module)
-    with tracking_at(tracking_uri) as uri, tempfile.TemporaryDirectory(prefix="face-release-") as staging:
+    lineage = dict(lineage or {})
+    with tracking_at(tracking_uri, flag) as uri, tempfile.TemporaryDirectory(prefix="face-release-") as staging:
         description = importlib.import_module(loader_module).describe_release(folder)  # reads and checks it
         checksums = folder_checksums(folder)
         staged = Path(staging) / RELEASE_SUBDIR  # the basename MLflow keeps under data/
@@ -158,6 +206,7 @@ def register_release(
             use_experiment(experiment, uri)
         else:  # fluent MLflow refuses a run outside the active experiment
             mlflow.set_experiment(experiment_id=MlflowClient().get_run(run_id).info.experiment_id)
+        metadata = {**description.metadata, "package_version": package_version(), "sha256": checksums, "kind": description.kind}
         with mlflow.start_run(run_id=run_id, run_name=None if run_id else f"release-{name}") as run:
             info = mlflow.pyfunc.log_model(
                 name=MODEL_NAME_IN_RUN,
@@ -166,24 +215,50 @@ def register_release(
                 pip_requirements=pip_requirements(),
                 signature=description.signature,
                 input_example=description.input_example,
-                metadata={**description.metadata, "package_version": package_version(), "sha256": checksums, "kind": description.kind},
+                metadata={**metadata, "lineage": lineage} if lineage else metadata,
                 registered_model_name=name,
             )
         client = MlflowClient()
         version = info.registered_model_version
         if version is None:  # registration is synchronous on every store we support; make sure
             raise RuntimeError(f"MLflow logged the model in run {run.info.run_id} but did not register it as {name!r}")
-        client.set_model_version_tag(name, str(version), "package_version", package_version())
-        client.set_model_version_tag(name, str(version), "run_id", run.info.run_id)
+        tags = {"package_version": package_version(), "run_id": run.info.run_id, **lineage_tags(lineage)}
+        for key, value in tags.items():
+            client.set_model_version_tag(name, str(version), key, value)
         if alias:
             client.set_registered_model_alias(name, alias, str(version))
+        client.update_model_version(name, str(version), description=version_description(f"models:/{name}/{version}", loader_module, lineage))
+        latest = f"models:/{name}@{alias}" if alias else f"models:/{name}/latest"
+        client.update_registered_model(name, description=load_instructions(latest, loader_module))
         return client.get_model_version(name, str(version))
 
 
-def training_run_record(checkpoint: str | Path) -> dict[str, str] | None:
-    """The MLflow run that trained ``checkpoint`` (``<run>/checkpoints/*.ckpt``), from ``<run>/mlflow_run.json``."""
-    path = Path(checkpoint)
-    return read_run_record(path.parent.parent if path.parent.name == "checkpoints" else path.parent)
+def lineage_tags(lineage: Mapping[str, Any]) -> dict[str, str]:
+    """The version tags of a release's lineage: training run, its store, checkpoint, data manifests' SHA-256 (JSON)."""
+    tags = {key: str(lineage[key]) for key in ("training_run_id", "training_tracking_uri", "checkpoint") if lineage.get(key)}
+    if lineage.get("data_manifests_sha256"):
+        tags["data_manifests_sha256"] = json.dumps(lineage["data_manifests_sha256"], sort_keys=True)
+    return tags
+
+
+def load_instructions(uri: str, loader_module: str) -> str:
+    """Markdown: how to load the model at ``uri`` (the kind's ``LOAD_HINT``) and how to serve it with plain MLflow."""
+    hint = getattr(importlib.import_module(loader_module), "LOAD_HINT", "") or (PRETRAINED_LOAD_HINT if loader_module == PRETRAINED_LOADER else "")
+    serve = f'Serve it with plain MLflow: `mlflow.pyfunc.load_model("{uri}").predict(pixels)` on uint8 pixels (shape in the signature).'
+    return "\n\n".join(text for text in (hint.format(uri=uri), serve) if text)
+
+
+def version_description(uri: str, loader_module: str, lineage: Mapping[str, Any]) -> str:
+    """Markdown description of a model version: how to load it, then where it came from."""
+    parts = [load_instructions(uri, loader_module)]
+    if lineage.get("training_run_id"):
+        parts.append(f"Trained in MLflow run `{lineage['training_run_id']}` ({lineage.get('training_tracking_uri', '')}) from `{lineage.get('checkpoint', '')}`.")
+    manifests = lineage.get("data_manifests_sha256") or {}
+    if manifests:
+        parts.append("Data manifests (SHA-256): " + "; ".join(f"`{path}` {digest}" for path, digest in manifests.items()) + ".")
+    if lineage.get("recipe"):
+        parts.append("The training recipe is in the MLmodel metadata (`lineage.recipe`).")
+    return "\n\n".join(parts)
 
 
 def register_trained_release(
@@ -194,20 +269,94 @@ def register_trained_release(
     checkpoint: str | Path | None = None,
     loader_module: str | None = None,
 ) -> ModelVersion:
-    """Register a release made from ``checkpoint`` and print how to load it (the ``release --name`` flag).
+    """Register a release made from ``checkpoint`` with its lineage and print how to load it (the ``release --name`` flag).
 
     The tracking URI is ``tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else the one the
     checkpoint's training run logged to; when that is the same store, the model is logged into
-    the training run itself, so ``runs:/<training run>/model`` names it and its lineage is kept.
+    the training run itself, so ``runs:/<training run>/model`` names it. The training run, its
+    recipe and its data manifests' SHA-256 are recorded (:func:`pretrain.release.lineage.training_lineage`).
     ``loader_module`` is passed on to :func:`register_release`.
     """
-    record = training_run_record(checkpoint) if checkpoint is not None else None
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "") or (record or {}).get("tracking_uri", "")
-    run_id = record["run_id"] if record and record["tracking_uri"] == uri else None
-    version = register_release(release_folder, name, alias, uri or None, run_id, loader_module=loader_module)
+    lineage = training_lineage(checkpoint) if checkpoint is not None else {}
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "") or lineage.get("training_tracking_uri", "")
+    run_id = lineage.get("training_run_id") if lineage.get("training_tracking_uri") == uri else None
+    version = register_release(release_folder, name, alias, uri or None, run_id, loader_module=loader_module, lineage=lineage, flag="--tracking_uri")
     by_alias = f"models:/{name}@{alias}, " if alias else ""
     print(f"registered {name} version {version.version} at {uri}; load it by {by_alias}models:/{name}/{version.version} or runs:/{version.run_id}/{MODEL_NAME_IN_RUN}")
     return version
+
+
+def model_version_of(client: MlflowClient, uri: str) -> ModelVersion | None:
+    """The registered version ``models:/name@alias`` or ``models:/name/3`` names; None for other URIs."""
+    if not uri.startswith("models:/"):
+        return None
+    reference = uri.removeprefix("models:/").split("/")
+    if "@" in reference[0]:
+        name, alias = reference[0].split("@", 1)
+        return client.get_model_version_by_alias(name, alias)
+    if len(reference) > 1 and reference[1].isdigit():
+        return client.get_model_version(reference[0], reference[1])
+    return None
+
+
+def source_lineage(path_or_uri: str | Path, run_store: str) -> tuple[dict[str, str], list[str]]:
+    """Tags naming what a run starts from, and the MLflow logged models to link as the run's inputs.
+
+    A model URI is resolved in ``$MLFLOW_TRACKING_URI`` (where it was loaded from): ``init``,
+    ``init.model_name``, ``init.model_version``, ``init.run_id``, ``init.experiment_id``,
+    ``init.tracking_uri`` and ``init.sha256`` (of the released weights). A checkpoint or release
+    folder gets :func:`pretrain.release.lineage.checkpoint_lineage`. The tag ``mlflow.note.content``
+    (the run's description) names the source, with links into the MLflow UI when it lives in
+    ``run_store``, the store of the run being tagged.
+    """
+    from mlflow import MlflowClient
+
+    source = str(path_or_uri)
+    version = None
+    if source.startswith(URI_SCHEMES):
+        with tracking_at(None) as store, resolving(source, store):
+            client = MlflowClient()
+            version = model_version_of(client, source)
+            run_id = version.run_id if version is not None else source.removeprefix("runs:/").split("/")[0]
+            tags = {"init": source, "init.tracking_uri": store}
+            if version is not None:
+                tags.update({"init.model_name": version.name, "init.model_version": str(version.version)})
+            if run_id:
+                tags.update({"init.run_id": run_id, "init.experiment_id": client.get_run(run_id).info.experiment_id})
+            checksum = weights_sha256(download_release(source))  # cached: only the MLmodel is fetched again
+            if checksum:
+                tags["init.sha256"] = checksum
+    else:
+        tags = checkpoint_lineage(source)
+    linked = tags.get("init.tracking_uri") == run_store
+    tags["mlflow.note.content"] = source_note(tags, linked)
+    model_id = logged_model_id(version) if version is not None else None
+    return tags, [model_id] if linked and model_id else []
+
+
+def logged_model_id(version: ModelVersion) -> str | None:
+    """The MLflow logged model behind a registered version (MLflow 3 names it in ``source`` as ``models:/m-...``)."""
+    if getattr(version, "model_id", None):
+        return version.model_id
+    source = version.source or ""
+    return source.removeprefix("models:/") if source.startswith("models:/m-") else None
+
+
+def source_note(tags: Mapping[str, str], linked: bool) -> str:
+    """Markdown naming a run's starting point (from :func:`source_lineage`'s tags); UI links when ``linked``."""
+    source = tags["init"]
+    if linked and tags.get("init.model_version"):
+        source = f"[{source}](#/models/{tags['init.model_name']}/versions/{tags['init.model_version']})"
+    else:
+        source = f"`{source}`"
+    text = f"Started from {source}"
+    if tags.get("init.sha256"):
+        text += f" (SHA-256 `{tags['init.sha256']}`)"
+    run_id = tags.get("init.run_id")
+    if run_id:
+        run = f"[{run_id}](#/experiments/{tags['init.experiment_id']}/runs/{run_id})" if linked and tags.get("init.experiment_id") else f"`{run_id}`"
+        text += f", trained in MLflow run {run}" + ("" if linked else f" of {tags.get('init.tracking_uri', 'another store')}")
+    return text + "."
 
 
 def release_cache() -> Path:
@@ -215,7 +364,7 @@ def release_cache() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "face-foundation" / "releases")
 
 
-def download_release(uri: str, dst: str | Path | None = None, tracking_uri: str | None = None) -> Path:
+def download_release(uri: str, dst: str | Path | None = None, tracking_uri: str | None = None, flag: str = "") -> Path:
     """Download a released model (``models:/name@alias``, ``models:/name/3``, ``runs:/<id>/model``).
 
     Only files are fetched; every released file's SHA-256 is checked against the MLmodel
@@ -227,10 +376,12 @@ def download_release(uri: str, dst: str | Path | None = None, tracking_uri: str 
         uri: the model URI.
         dst: folder to download into; None = the cache.
         tracking_uri: MLflow tracking URI (also the registry's); None = ``$MLFLOW_TRACKING_URI``.
+        flag: the command's option for the tracking URI, named in errors.
 
-    Returns the local release folder (``model.safetensors`` + ``config.json``).
+    Returns the local release folder (``model.safetensors`` + ``config.json``). A URI naming
+    nothing in the store is a ``ConfigError`` naming the URI and the store.
     """
-    with tracking_at(tracking_uri):
+    with tracking_at(tracking_uri, flag) as store, resolving(uri, store, flag):
         if dst is not None:
             return fetch_verified(uri, Path(dst))
         recorded = recorded_checksums(uri)
