@@ -101,7 +101,7 @@ def _folder_timeline(folder: str, rate: float) -> _Timeline:
     if not files:
         raise ValueError(f"no frame images in {folder}")
     frames = (TimedFrame(i, i / rate, path) for i, path in enumerate(files))
-    return _Timeline(frames, rate, (len(files) - 1) / rate, len(files))
+    return _Timeline(frames, rate, len(files) / rate, len(files))
 
 
 def _spread(timeline: _Timeline, keep: int) -> Iterator[ClipWindow]:
@@ -126,7 +126,8 @@ def _starts(timeline: _Timeline, config: ClipWindowing, rate: float) -> Iterator
             yield index * hop
             index += 1
         return
-    fitting = max(1, int((timeline.duration - span) / hop + 1e-6) + 1)
+    last_frame = timeline.duration - 1.0 / timeline.rate  # the duration includes the last frame's display time
+    fitting = max(1, int((last_frame - span) / hop + 1e-6) + 1)
     take = min(fitting, config.clips_per_video or fitting)
     for i in range(take):
         yield (round(i * (fitting - 1) / (take - 1)) if take > 1 else 0) * hop
