@@ -9,17 +9,26 @@ the epoch and the batches trained in it (the trainer's progress counters, so a b
 but not trained is not counted). A resumed run continues that epoch's schedule at that batch,
 and each shard loader continues its epoch after the batches already consumed (a fresh draw of
 the rest: nothing is re-read from the start).
+
+How much of each modality an epoch holds is said by :func:`sized_train_loader`: ``passes`` over
+a modality's training set (S4D pretraining: a quarter of the clips per pass over the images).
+A training batch whose samples carry several views (repeated sampling: each clip read once,
+cropped ``repeats`` times, as S4D's ``Replicate`` and VideoMAE's ``num_sample``) arrives here as
+``(B, R, ...)`` and leaves as ``B * R`` samples, labels repeated.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
+import torch
 
-from data_shards.loaders import ShardLoader
+from data_shards.decode import ViewOptions
+from data_shards.loaders import LoaderConfig, ShardLoader, rank_and_world, train_loader
 
 log = logging.getLogger(__name__)
 MODALITY_ORDER = ("image", "clip")
@@ -31,6 +40,41 @@ def epoch_schedule(image_steps: int, clip_steps: int, seed: int, epoch: int) -> 
     np.random.default_rng([seed, epoch]).shuffle(order)
     return order.tolist()
 
+
+def with_view_options(loader: ShardLoader, options: ViewOptions) -> ShardLoader:
+    """``loader`` with its views built with ``options`` (interpolation, RandAugment, repeats, multi-view test).
+
+    :class:`~data_shards.loaders.LoaderConfig` does not carry these options yet: they are set on
+    the loader's stream before its first iteration (workers start from that stream).
+    """
+    loader.stream.view = dataclasses.replace(loader.stream.view, options=options)
+    return loader
+
+
+def sized_train_loader(config: LoaderConfig, passes: float, options: ViewOptions, **overrides: Any) -> ShardLoader:
+    """A training loader over ``passes`` of its set per epoch (at least one step), its views built with ``options``.
+
+    A pass is ``config.samples_per_epoch`` samples, or the set's (filtered) manifest count.
+    """
+    config = dataclasses.replace(config, **overrides)
+    loader = train_loader(config)
+    if passes != 1.0:
+        steps = max(1, round(passes * len(loader)))
+        loader = train_loader(config, samples_per_epoch=steps * config.batch_size * rank_and_world(config)[1])
+    return with_view_options(loader, options)
+
+
+def flatten_views(batch: dict[str, Any]) -> dict[str, Any]:
+    """A training batch with a views axis (``(B, R, C, ...)`` pixels) as ``B * R`` samples, labels repeated."""
+    pixels = batch["pixels"]
+    if pixels.ndim == (4 if batch["modality"] == "image" else 5):
+        return batch
+    views = pixels.shape[1]
+    flat = {"pixels": pixels.flatten(0, 1), "modality": batch["modality"], "key": [k for k in batch["key"] for _ in range(views)]}
+    for name, value in batch.items():
+        if name not in flat and isinstance(value, torch.Tensor):
+            flat[name] = value.repeat_interleave(views, dim=0)
+    return flat
 
 
 class InterleavedBatches:
@@ -88,4 +132,4 @@ class InterleavedBatches:
         for modality in order[start:]:
             batch = next(iterators[modality])
             batch["modality"] = modality
-            yield batch
+            yield flatten_views(batch)

@@ -73,6 +73,8 @@ class FinetuneModelConfig:
         img_size: input size; 0 = the checkpoint's. Another size interpolates the position table.
         num_frames: clip frames; 0 = the checkpoint's. Another count interpolates the position table.
         drop_path_rate: stochastic depth at the last block.
+        learn_pos_embed: train the position table, initialised from the fixed sin-cos one (MAE and
+            FMAE fine-tuning, timm's ViT); false keeps it fixed (VideoMAE, S4D).
         freeze_backbone: train only adapters, the feature norm and the heads (parameter-efficient).
         moae: Mixture of Adapter Experts.
     """
@@ -82,6 +84,7 @@ class FinetuneModelConfig:
     img_size: int = 0
     num_frames: int = 0
     drop_path_rate: float = 0.1
+    learn_pos_embed: bool = True
     freeze_backbone: bool = False
     moae: MoAEConfig = field(default_factory=MoAEConfig)
 
@@ -129,14 +132,21 @@ class TasksConfig:
 class IATConfig:
     """Identity-Adversarial Training: an identity head behind a gradient reversal layer.
 
+    The identity loss is FMAE-IAT's by default: ``BCEWithLogitsLoss`` on one-hot identities,
+    averaged over batch x subjects. Its lambda values (2 / 1 / 0.5) are tuned for that loss:
+    cross-entropy sends back a gradient about ``2 * sqrt(S)`` times larger at S subjects (~12x at
+    BP4D's 41), so with ``loss: cross_entropy`` lambda must be scaled down to mean the same.
+
     Args:
         strength: lambda, the reversed gradient's scale (BP4D 2, BP4D+ 1, DISFA 0.5); 0 = off.
         schedule: ``constant`` (the reference) or ``dann`` (ramp from 0 to ``strength``).
-        loss_weight: weight of the identity cross-entropy in the total loss.
+        loss: ``bce`` (FMAE-IAT: one-hot BCE, mean over batch x subjects) or ``cross_entropy``.
+        loss_weight: weight of the identity loss in the total loss.
     """
 
     strength: float = 0.0
     schedule: Literal["constant", "dann"] = "constant"
+    loss: Literal["bce", "cross_entropy"] = "bce"
     loss_weight: float = 1.0
 
     @property
@@ -155,8 +165,60 @@ class IATConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Training augmentation of one modality; the defaults are timm's ``create_transform`` as the references call it.
+
+    Random resized crop (bicubic, scale (0.08, 1)), flip, RandAugment ``rand-m9-mstd0.5-inc1``
+    and random erasing 0.25 (per-pixel normal noise on the normalised pixels, on the device).
+    A clip gets one crop box, one flip, one RandAugment draw and one erased box for all its
+    frames (VideoMAE/S4D). With ``rand_augment`` empty the loader stays on uint8 tensors (fast).
+
+    Args:
+        crop_scale: min and max area fraction of the random resized crop; (1, 1) = resize only.
+        crop_ratio: min and max aspect ratio of the crop.
+        interpolation: ``bicubic`` (timm's training transform) or ``bilinear`` (VideoMAE's clip crops).
+        hflip: horizontal flip probability.
+        rand_augment: timm RandAugment config (``rand-m9-mstd0.5-inc1``); empty = off.
+        random_erase: probability of erasing one random box of a sample (timm ``RandomErasing``, mode pixel); 0 = off.
+    """
+
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    interpolation: Literal["bilinear", "bicubic"] = "bicubic"
+    hflip: float = 0.5
+    rand_augment: str = "rand-m9-mstd0.5-inc1"
+    random_erase: float = 0.25
+
+    def problems(self) -> Problems:
+        """Impossible settings as (field, reason) pairs."""
+        found: Problems = []
+        low, high = self.crop_scale
+        if not 0.0 < low <= high <= 1.0:
+            found.append(("crop_scale", "needs 0 < min <= max <= 1"))
+        if not 0.0 < self.crop_ratio[0] <= self.crop_ratio[1]:
+            found.append(("crop_ratio", "needs 0 < min <= max"))
+        for name in ("hflip", "random_erase"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                found.append((name, "is a probability in [0, 1]"))
+        if self.rand_augment and not self.rand_augment.startswith("rand"):
+            found.append(("rand_augment", "must be a timm RandAugment config such as 'rand-m9-mstd0.5-inc1', or empty"))
+        return found
+
+
+def _clip_augment() -> AugmentConfig:
+    """VideoMAE/S4D's clip augmentation: bilinear crops, ``rand-m7-n4-mstd0.5-inc1``."""
+    return AugmentConfig(interpolation="bilinear", rand_augment="rand-m7-n4-mstd0.5-inc1")
+
+
+@dataclass
 class FinetuneDataConfig:
-    """Labelled shard sets (manifest paths or brace patterns) per split and modality, and augmentation.
+    """Labelled shard sets (manifest paths or brace patterns) per split and modality, epoch make-up and augmentation.
+
+    An epoch holds ``image_passes`` passes over the image training set and ``clip_passes`` over
+    the clip training set, one modality per step in a seeded order (S4D's joint training:
+    ``image_passes`` 0.5, its ``sfer_data_rate``). The test cuts each clip into ``test_clips``
+    windows at ``clip_stride`` spaced over the whole clip, times ``test_crops`` crops along the
+    long side, and averages their probabilities (VideoMAE/S4D).
 
     Args:
         image_train: image shard sets for training; empty = no image task.
@@ -169,22 +231,24 @@ class FinetuneDataConfig:
         val_subjects: keep only these subjects in validation; empty = all.
         test_subjects: keep only these subjects in the test; empty = all.
         image_batch_size: images per device per step.
-        clip_batch_size: clips per device per step.
-        clip_stride: frame stride of a clip (16 frames at stride 4 for DFEW and MAFW).
-        clip_step_ratio: clip steps per image step in an epoch when both train (joint S4D training).
-        crop_scale: min and max area fraction of the random resized crop.
-        hflip: random horizontal flip probability.
-        class_balanced: sample expression classes equally often in training (by manifest counts;
-            samples without an expression label are dropped).
+        clip_batch_size: clips read per device per step (each gives ``clip_repeats`` samples).
+        clip_stride: frame stride of a clip, in training and test alike (16 frames at stride 4 for DFEW and MAFW).
+        image_passes: passes over the image training set in one epoch (a pass: ``samples_per_epoch`` or the manifest count).
+        clip_passes: passes over the clip training set in one epoch.
+        clip_repeats: views cropped from each clip read, each its own sample (VideoMAE ``num_sample``; 1 = off).
+        image_augment: augmentation of training images.
+        clip_augment: augmentation of training clips.
+        class_balanced: modalities (``image``, ``clip``) whose expression classes are drawn equally
+            often in training (by manifest counts; samples without an expression label are dropped).
         mixup_alpha: Beta parameter of mixup; 0 = off.
         cutmix_alpha: Beta parameter of cutmix; 0 = off.
         mix_prob: probability that a batch is mixed.
         mix_switch_prob: probability of cutmix rather than mixup when both are on.
-        test_clips: temporal clips per test video, averaged (multi-clip test).
-        test_crops: spatial views per test sample, averaged: 1 = the frame, 2 = plus its mirror.
+        test_clips: temporal windows per test clip, spaced over the whole clip, averaged.
+        test_crops: spatial crops per test window along the long side (short side resized), averaged.
         num_workers: loader worker processes per device.
         shuffle_buffer: samples in the shuffle buffer (``FACE_SHUFFLE_BUFFER`` overrides).
-        samples_per_epoch: training samples per epoch across ranks; 0 = the manifest count.
+        samples_per_epoch: samples in one pass over each training set across ranks; 0 = its manifest count.
     """
 
     image_train: list[str] = field(default_factory=list)
@@ -199,10 +263,12 @@ class FinetuneDataConfig:
     image_batch_size: int = 32
     clip_batch_size: int = 8
     clip_stride: int = 4
-    clip_step_ratio: float = 1.0
-    crop_scale: tuple[float, float] = (0.8, 1.0)
-    hflip: float = 0.5
-    class_balanced: bool = False
+    image_passes: float = 1.0
+    clip_passes: float = 1.0
+    clip_repeats: int = 1
+    image_augment: AugmentConfig = field(default_factory=AugmentConfig)
+    clip_augment: AugmentConfig = field(default_factory=_clip_augment)
+    class_balanced: list[Literal["image", "clip"]] = field(default_factory=list)
     mixup_alpha: float = 0.0
     cutmix_alpha: float = 0.0
     mix_prob: float = 1.0
@@ -218,17 +284,13 @@ class FinetuneDataConfig:
         found: Problems = []
         if not self.image_train and not self.clip_train:
             found.append(("image_train", "give image_train, clip_train or both"))
-        for name in ("image_batch_size", "clip_batch_size", "clip_stride", "test_clips"):
+        for name in ("image_batch_size", "clip_batch_size", "clip_stride", "clip_repeats", "test_clips", "test_crops"):
             if getattr(self, name) < 1:
                 found.append((name, "must be >= 1"))
-        if self.test_crops not in (1, 2):
-            found.append(("test_crops", "must be 1 (the frame) or 2 (plus its mirror)"))
-        if self.clip_step_ratio <= 0:
-            found.append(("clip_step_ratio", "must be > 0"))
-        low, high = self.crop_scale
-        if not 0.0 < low <= high <= 1.0:
-            found.append(("crop_scale", "needs 0 < min <= max <= 1"))
-        for name in ("hflip", "mix_prob", "mix_switch_prob"):
+        for name in ("image_passes", "clip_passes"):
+            if getattr(self, name) <= 0:
+                found.append((name, "must be > 0 (leave the training shards out to train without that modality)"))
+        for name in ("mix_prob", "mix_switch_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 found.append((name, "is a probability in [0, 1]"))
         if self.mixup_alpha < 0 or self.cutmix_alpha < 0:

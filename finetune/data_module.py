@@ -2,11 +2,11 @@
 
 Training interleaves image and clip batches one modality per step with
 :class:`data_shards.interleave.InterleavedBatches` (same seeded order on every rank, its position
-kept in checkpoints by Lightning). An epoch is one pass over the image training set and
-``clip_step_ratio`` clip steps per image step (clips only: one pass over the clips). Validation gives one loader per modality
-(one view per sample); the test gives multi-view batches ``(B, V, C, ...)`` with ``views = V``:
-``test_clips`` consecutive windows of ``num_frames`` at ``clip_stride`` around the clip's centre,
-times ``test_crops`` (the frame, then its mirror).
+kept in checkpoints by Lightning). An epoch is ``image_passes`` passes over the image training
+set and ``clip_passes`` over the clip training set. Validation gives one loader per modality
+(one view per sample); the test gives clips as multi-view batches ``(B, V, C, T, H, W)`` with
+``views = V``: ``test_clips`` windows of ``num_frames`` at ``clip_stride`` spaced over the whole
+clip, times ``test_crops`` crops along the long side (:mod:`data_shards.decode`).
 
 :meth:`FinetuneDataModule.task_spec` reads only the manifests (before any process group
 exists); loaders are built when Lightning asks for them, so ranks and world size are known.
@@ -14,19 +14,17 @@ exists); loaders are built when Lightning asks for them, so ranks and world size
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
 import lightning.pytorch as pl
-import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from data_shards.decode import LabelMap
-from data_shards.interleave import InterleavedBatches
-from data_shards.loaders import LoaderConfig, ShardLoader, eval_loader, train_loader
+from data_shards.decode import LabelMap, ViewOptions
+from data_shards.interleave import InterleavedBatches, sized_train_loader, with_view_options
+from data_shards.loaders import LoaderConfig, ShardLoader, eval_loader
 from data_shards.shard_sets import ShardSet, resolve_sets
-from finetune.config import FinetuneConfig
+from finetune.config import AugmentConfig, FinetuneConfig
 from finetune.task_model import TaskSpec
 from plumbing.recipes import ConfigError
 from pretrain.model.config import ViTConfig
@@ -35,30 +33,44 @@ MODALITIES = ("image", "clip")
 
 
 class MultiViewBatches:
-    """Test batches with a views axis: clips cut into ``clips`` windows, each also mirrored when ``crops == 2``."""
+    """Test batches of a loader whose samples carry ``views`` views ``(B, V, C, ...)``; ``batch["views"]`` says so."""
 
-    def __init__(self, loader: ShardLoader, clips: int, crops: int) -> None:
-        self.loader, self.clips, self.crops = loader, clips, crops
+    def __init__(self, loader: ShardLoader, views: int) -> None:
+        self.loader, self.views = loader, views
 
     def __len__(self) -> int:
         return len(self.loader)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for batch in self.loader:
-            pixels = batch["pixels"]
-            if pixels.ndim == 5:  # (B, C, clips * T, H, W) -> (B, clips, C, T, H, W)
-                b, c, t, h, w = pixels.shape
-                views = pixels.view(b, c, self.clips, t // self.clips, h, w).transpose(1, 2)
-            else:
-                views = pixels.unsqueeze(1)
-            if self.crops == 2:
-                views = torch.cat([views, views.flip(-1)], dim=1)
-            batch["pixels"], batch["views"] = views.contiguous(), views.shape[1]
+            if self.views > 1:
+                batch["views"] = self.views
             yield batch
 
 
 def _labels_of(sets: list[ShardSet]) -> LabelMap:
     return LabelMap([s.manifest for s in sets])
+
+
+def shared_classes(classes: dict[str, list[str]]) -> tuple[list[str], dict[str, list[int]]]:
+    """One expression vocabulary for the heads of every modality, and how each other vocabulary maps onto it.
+
+    The clips' vocabulary wins when clips carry expressions (images are the helpers in S4D's
+    joint training), else the images'. A modality whose class names differ is mapped by name:
+    ``maps[m][i]`` is the shared index of its class ``i``, -1 for a class the shared vocabulary
+    lacks (those samples train no expression head, e.g. AffectNet's contempt beside DFEW).
+    """
+    main = "clip" if "clip" in classes else "image"
+    names = classes[main]
+    index = {name: i for i, name in enumerate(names)}
+    maps = {}
+    for modality, own in classes.items():
+        if own == names:
+            continue
+        maps[modality] = [index.get(name, -1) for name in own]
+        if all(i < 0 for i in maps[modality]):
+            raise ConfigError(f"data.{modality}_train: class_names {own} share no class with data.{main}_train's {names}")
+    return names, maps
 
 
 class FinetuneDataModule(pl.LightningDataModule):
@@ -89,6 +101,7 @@ class FinetuneDataModule(pl.LightningDataModule):
         tasks = list(self.config.tasks.tasks)
         spec = TaskSpec(self.modalities(), tasks)
         vocabularies: dict[str, list[str]] = {}
+        classes: dict[str, list[str]] = {}
         for modality in spec.modalities:
             sets = self._resolved("train", modality)
             labels = _labels_of(sets)
@@ -97,49 +110,49 @@ class FinetuneDataModule(pl.LightningDataModule):
             spec.modality_tasks[modality] = [task for task in tasks if needs[task][1] and counts[needs[task][0]] > 0]
             if self.config.iat.enabled and counts["with_subject"] == 0:
                 raise ConfigError(f"iat.strength={self.config.iat.strength} needs subject labels; data.{modality}_train has none")
-            self._agree(spec, labels, f"data.{modality}_train")
+            self._agree_aus(spec, labels, f"data.{modality}_train")
             vocabularies[modality] = labels.subjects
+            if "expression" in spec.modality_tasks[modality]:
+                classes[modality] = list(labels.class_names)
             for split in ("val", "test"):
                 if getattr(self.config.data, f"{modality}_{split}"):
-                    self._agree(spec, _labels_of(self._resolved(split, modality)), f"data.{modality}_{split}")
+                    other = _labels_of(self._resolved(split, modality))
+                    self._agree_aus(spec, other, f"data.{modality}_{split}")
+                    if modality in classes and other.class_names and list(other.class_names) != classes[modality]:
+                        raise ConfigError(f"data.{modality}_{split}: class_names {other.class_names} differ from "
+                                          f"data.{modality}_train's {classes[modality]}")
         for task in tasks:
             if not any(task in carried for carried in spec.modality_tasks.values()):
                 where = ", ".join(f"data.{m}_train" for m in spec.modalities)
                 raise ConfigError(f"tasks.tasks includes {task!r} but no training shards carry {task} labels ({where})")
+        if classes:
+            spec.class_names, spec.class_maps = shared_classes(classes)
         spec.subjects = sorted({s for names in vocabularies.values() for s in names})
         index = {s: i for i, s in enumerate(spec.subjects)}
         spec.subject_maps = {m: [index[s] for s in names] for m, names in vocabularies.items()}
         return spec
 
-    def _agree(self, spec: TaskSpec, labels: LabelMap, key: str) -> None:
-        """Fill the AU/class vocabularies from the first set; later sets must match them."""
-        for task, attribute in (("au", "au_ids"), ("expression", "class_names")):
-            if task not in spec.tasks or not getattr(labels, attribute):
-                continue
-            found, known = getattr(labels, attribute), getattr(spec, attribute)
-            if not known:
-                setattr(spec, attribute, list(found))
-            elif list(found) != known:
-                raise ConfigError(f"{key}: {attribute} {found} differ from the training shards' {known}")
+    def _agree_aus(self, spec: TaskSpec, labels: LabelMap, key: str) -> None:
+        """Fill the AU vocabulary from the first set; later sets must match it."""
+        if "au" not in spec.tasks or not labels.au_ids:
+            return
+        if not spec.au_ids:
+            spec.au_ids = list(labels.au_ids)
+        elif list(labels.au_ids) != spec.au_ids:
+            raise ConfigError(f"{key}: au_ids {labels.au_ids} differ from the training shards' {spec.au_ids}")
 
     def _rank(self) -> int:
         return self.trainer.global_rank if self.trainer is not None else 0
 
     def _loader_config(self, modality: str, batch_size: int) -> LoaderConfig:
         data = self.config.data
+        augment: AugmentConfig = getattr(data, f"{modality}_augment")
         return LoaderConfig(
             rank=self._rank(), world_size=self.world_size,
             modality=modality, batch_size=batch_size, img_size=self.encoder.img_size, num_frames=self.encoder.num_frames,
-            frame_stride=data.clip_stride, crop_scale=data.crop_scale, hflip=data.hflip, num_workers=data.num_workers,
-            shuffle_buffer=data.shuffle_buffer, samples_per_epoch=data.samples_per_epoch, seed=self.config.trainer.seed,
-        )
-
-    def _train_loader(self, modality: str, samples_per_epoch: int = 0) -> ShardLoader:
-        data = self.config.data
-        base = self._loader_config(modality, getattr(data, f"{modality}_batch_size"))
-        return train_loader(
-            base, shards=getattr(data, f"{modality}_train"), subjects=list(data.train_subjects),
-            balance_classes=data.class_balanced, samples_per_epoch=samples_per_epoch or base.samples_per_epoch,
+            frame_stride=data.clip_stride, crop_scale=augment.crop_scale, crop_ratio=augment.crop_ratio, hflip=augment.hflip,
+            num_workers=data.num_workers, shuffle_buffer=data.shuffle_buffer, samples_per_epoch=data.samples_per_epoch,
+            seed=self.config.trainer.seed,
         )
 
     def steps_per_epoch(self) -> dict[str, int]:
@@ -149,15 +162,15 @@ class FinetuneDataModule(pl.LightningDataModule):
     def _train_loaders(self) -> dict[str, ShardLoader]:
         if self._batches is not None:
             return self._batches.loaders
+        data = self.config.data
         loaders: dict[str, ShardLoader] = {}
-        if "image" in self.modalities():
-            loaders["image"] = self._train_loader("image")
-        if "clip" in self.modalities():
-            if "image" in loaders:  # size the clip epoch to the ratio of image steps
-                steps = max(1, round(self.config.data.clip_step_ratio * len(loaders["image"])))
-                loaders["clip"] = self._train_loader("clip", steps * self.config.data.clip_batch_size * self.world_size)
-            else:
-                loaders["clip"] = self._train_loader("clip")
+        for modality in self.modalities():
+            augment: AugmentConfig = getattr(data, f"{modality}_augment")
+            options = ViewOptions(augment.interpolation, augment.rand_augment, data.clip_repeats if modality == "clip" else 1)
+            loaders[modality] = sized_train_loader(
+                self._loader_config(modality, getattr(data, f"{modality}_batch_size")), getattr(data, f"{modality}_passes"), options,
+                shards=getattr(data, f"{modality}_train"), subjects=list(data.train_subjects), balance_classes=modality in data.class_balanced,
+            )
         return loaders
 
     def train_dataloader(self) -> InterleavedBatches:
@@ -180,7 +193,8 @@ class FinetuneDataModule(pl.LightningDataModule):
         """The current epoch and the batches of it trained so far (Lightning's progress counters)."""
         return self.trainer.current_epoch, self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
 
-    def _eval_loaders(self, split: str) -> list[ShardLoader]:
+    def _eval_loaders(self, split: str) -> list[tuple[ShardLoader, int]]:
+        """The loaders of ``split``, one per modality, each with its views per sample."""
         data = self.config.data
         subjects = getattr(data, f"{split}_subjects")
         loaders = []
@@ -188,16 +202,17 @@ class FinetuneDataModule(pl.LightningDataModule):
             shards = getattr(data, f"{modality}_{split}")
             if not shards:
                 continue
-            frames = self.encoder.num_frames * (data.test_clips if split == "test" else 1)
-            config = dataclasses.replace(self._loader_config(modality, getattr(data, f"{modality}_batch_size")), num_frames=frames)
-            loaders.append(eval_loader(config, shards=shards, subjects=list(subjects)))
+            multi_view = split == "test" and modality == "clip"
+            options = ViewOptions(test_clips=data.test_clips, test_crops=data.test_crops) if multi_view else ViewOptions()
+            config = self._loader_config(modality, getattr(data, f"{modality}_batch_size"))
+            loader = with_view_options(eval_loader(config, shards=shards, subjects=list(subjects)), options)
+            loaders.append((loader, options.test_clips * options.test_crops))
         return loaders
 
     def val_dataloader(self) -> list[ShardLoader]:
         """One validation loader per modality (every sample once across ranks)."""
-        return self._eval_loaders("val")
+        return [loader for loader, _ in self._eval_loaders("val")]
 
     def test_dataloader(self) -> list[MultiViewBatches]:
-        """One multi-view test loader per modality."""
-        data = self.config.data
-        return [MultiViewBatches(loader, data.test_clips, data.test_crops) for loader in self._eval_loaders("test")]
+        """One test loader per modality; clips carry ``test_clips * test_crops`` views."""
+        return [MultiViewBatches(loader, views) for loader, views in self._eval_loaders("test")]

@@ -21,6 +21,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
+from timm.data.random_erasing import RandomErasing
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from data_shards.loaders import normalize_pixels
@@ -28,7 +29,7 @@ from finetune.adapters import MixtureOfAdapterExperts
 from finetune.config import FinetuneConfig, config_from_dict
 from finetune.figures import au_f1_picture, confusion_picture
 from finetune.identity_probe import hashes_of, identity_probe
-from finetune.losses import masked_bce, one_hot_targets, soft_cross_entropy
+from finetune.losses import masked_bce, one_hot_targets, soft_bce, soft_cross_entropy
 from finetune.metrics import (
     MaskedMultilabelF1,
     absent_classes,
@@ -50,6 +51,18 @@ from pretrain.model.config import ViTConfig
 def modality_of(pixels: torch.Tensor, views: bool = False) -> str:
     """``image`` or ``clip`` from a pixel batch's rank (one more with a views axis)."""
     return "clip" if pixels.ndim - int(views) == 5 else "image"
+
+
+def erase_randomly(pixels: torch.Tensor, probability: float) -> None:
+    """timm's ``RandomErasing`` (mode pixel, one box) on normalised pixels, in place, each sample on its own.
+
+    The references erase after normalisation, as here, on the device. A clip ``(C, T, H, W)`` is
+    seen as one picture of ``C * T`` channels, so one box is erased on every frame, each frame
+    with its own noise (VideoMAE/S4D's ``cube`` erasing).
+    """
+    if probability > 0:
+        eraser = RandomErasing(probability, mode="pixel", max_count=1, device=pixels.device)
+        eraser(pixels.view(pixels.shape[0], -1, *pixels.shape[-2:]))
 
 
 class FinetuneModule(pl.LightningModule):
@@ -87,6 +100,8 @@ class FinetuneModule(pl.LightningModule):
         self.register_buffer("au_pos_weight", torch.tensor(weights) if weights else None, persistent=False)
         for modality, mapping in self.spec.subject_maps.items():
             self.register_buffer(f"subject_map_{modality}", torch.tensor(mapping, dtype=torch.long), persistent=False)
+        for modality, mapping in self.spec.class_maps.items():
+            self.register_buffer(f"class_map_{modality}", torch.tensor(mapping, dtype=torch.long), persistent=False)
         heads = self.spec.head_sizes()
         self.metrics = torch.nn.ModuleDict({stage: torch.nn.ModuleDict({name: self._metric(name) for name in heads}) for stage in ("val", "test")})
         half = MaskedMultilabelF1(1).threshold_index(0.5)
@@ -120,6 +135,7 @@ class FinetuneModule(pl.LightningModule):
         pixels = normalize_pixels(batch["pixels"])
         modality = modality_of(pixels)
         data = self.config.data
+        erase_randomly(pixels, getattr(data, f"{modality}_augment").random_erase)
         mix = draw_mix(pixels, data.mixup_alpha, data.cutmix_alpha, data.mix_prob, data.mix_switch_prob, self.mix_rng)
         strength = 0.0
         if self.model.identity_head is not None:
@@ -138,7 +154,8 @@ class FinetuneModule(pl.LightningModule):
             known = subjects >= 0
             identity = torch.where(known, mapping[subjects.clamp(min=0)], subjects)
             targets, present = mix_targets(*one_hot_targets(identity, len(self.spec.subjects)), mix)
-            identity_loss = soft_cross_entropy(out["identity"], targets, present)
+            identity_criterion = soft_bce if self.config.iat.loss == "bce" else soft_cross_entropy
+            identity_loss = identity_criterion(out["identity"], targets, present)
             total = total + self.config.iat.loss_weight * identity_loss
             self.log("train/identity_loss", identity_loss, batch_size=batch_size)
             self.log("train/iat_lambda", strength, batch_size=batch_size)
@@ -159,9 +176,17 @@ class FinetuneModule(pl.LightningModule):
             if mix is not None:  # NaN (missing) stays NaN when either mixed label is missing
                 aus = aus * mix.lam + aus[mix.perm] * (1.0 - mix.lam)
             return masked_bce(logits, aus, self.au_pos_weight)
-        hot, present = one_hot_targets(batch["expression"].to(self.device), len(self.spec.class_names), self.config.tasks.label_smoothing)
+        hot, present = one_hot_targets(self._expression(batch), len(self.spec.class_names), self.config.tasks.label_smoothing)
         targets, present = mix_targets(hot, present, mix)
         return soft_cross_entropy(logits, targets, present)
+
+    def _expression(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The batch's expression labels in the shared vocabulary (``TaskSpec.class_maps``), -1 = none."""
+        labels = batch["expression"].to(self.device)
+        mapping = getattr(self, f"class_map_{modality_of(batch['pixels'], bool(batch.get('views')))}", None)
+        if mapping is None:
+            return labels
+        return torch.where(labels >= 0, mapping[labels.clamp(min=0)], labels)
 
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW with pretraining's grouping and layer-wise lr decay; per-step warmup-cosine."""
@@ -190,7 +215,7 @@ class FinetuneModule(pl.LightningModule):
             if task == "au":
                 metric.update(probs, batch["aus"].to(self.device))
             else:
-                metric.update(probs.argmax(dim=-1), batch["expression"].to(self.device))
+                metric.update(probs.argmax(dim=-1), self._expression(batch))
         if stage == "test" and self.config.eval.identity_probe:
             feature = out["feature"].float().view(-1, count, out["feature"].shape[-1]).mean(dim=1)
             self.probe_parts.append((modality, feature.cpu(), batch["subject"].cpu(), hashes_of(batch["key"])))

@@ -30,6 +30,15 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, weight: torc
     return (per_sample * weight).sum() / weight.sum().clamp(min=1.0)
 
 
+def soft_bce(logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """BCE-with-logits against (soft) one-hot targets ``(B, C)``, mean over the classes and the rows with ``weight`` > 0.
+
+    FMAE-IAT's identity loss: ``BCEWithLogitsLoss`` on one-hot identities, a mean over batch x subjects.
+    """
+    per_sample = F.binary_cross_entropy_with_logits(logits.float(), targets.float(), reduction="none").mean(dim=-1)
+    return (per_sample * weight).sum() / weight.sum().clamp(min=1.0)
+
+
 def one_hot_targets(labels: torch.Tensor, num_classes: int, smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Class ids ``(B,)`` (-1 = missing) -> (smoothed one-hot ``(B, C)``, present mask ``(B,)`` float).
 

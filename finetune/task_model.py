@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from timm.layers import DropPath
 from torch import nn
 
 from finetune.adapters import attach_moae
@@ -41,7 +42,9 @@ class TaskSpec:
     """Modalities, tasks and label vocabularies of a run, read from the training manifests.
 
     ``subjects`` is the identity vocabulary of the IAT head; ``subject_maps[modality]`` maps the
-    subject index of that modality's training batches to it. ``modality_tasks`` lists, per
+    subject index of that modality's training batches to it. ``class_maps[modality]`` maps a
+    modality's expression labels onto ``class_names`` when its shards name the classes otherwise
+    (-1 = a class outside ``class_names``); absent = the same names. ``modality_tasks`` lists, per
     modality, the tasks whose labels its shards carry (absent = every task): a run may learn
     expression from images and AUs from clips.
     """
@@ -52,6 +55,7 @@ class TaskSpec:
     class_names: list[str] = field(default_factory=list)
     subjects: list[str] = field(default_factory=list)
     subject_maps: dict[str, list[int]] = field(default_factory=dict)
+    class_maps: dict[str, list[int]] = field(default_factory=dict)
     modality_tasks: dict[str, list[str]] = field(default_factory=dict)
 
     def tasks_for(self, modality: str) -> list[str]:
@@ -141,6 +145,18 @@ def freeze_backbone(model: FaceTaskModel) -> None:
         param.requires_grad = ".parallel_branch." in name
 
 
+def learn_position_table(encoder: nn.Module) -> None:
+    """Turn the encoder's fixed position table (a buffer) into a trained parameter with the same values.
+
+    MAE-lineage fine-tuning (timm's ViT, FMAE-IAT) learns ``pos_embed`` from the pretrained sin-cos
+    table; the state-dict key stays ``pos_embed``, so checkpoints load either way.
+    """
+    table = encoder.pos_embed
+    if not isinstance(table, nn.Parameter):
+        delattr(encoder, "pos_embed")
+        encoder.pos_embed = nn.Parameter(table.detach().clone())
+
+
 def parameter_counts(model: nn.Module) -> dict[str, int]:
     """``{"total": ..., "trainable": ...}`` parameter counts."""
     params = list(model.parameters())
@@ -169,14 +185,18 @@ def encoder_config_for(encoder: VisionTransformer, model: FinetuneModelConfig) -
 def build_task_model(encoder_config: ViTConfig, config: FinetuneConfig, spec: TaskSpec, encoder: nn.Module | None = None) -> FaceTaskModel:
     """Encoder (``encoder`` or a fresh one from ``encoder_config``) + MoAE + heads (+ identity head with IAT).
 
-    Drop-path rates are set from ``encoder_config`` (linear to the last block); with
-    ``model.freeze_backbone`` only adapters, the feature norm and the heads train.
+    Drop-path rates are set from ``encoder_config`` (linear to the last block); the position
+    table is learned with ``model.learn_pos_embed``; with ``model.freeze_backbone`` only
+    adapters, the feature norm and the heads train.
     """
     encoder = encoder if encoder is not None else VisionTransformer(encoder_config)
     encoder.config = encoder_config
     rates = torch.linspace(0, encoder_config.drop_path_rate, len(encoder.blocks)).tolist()
-    for block, rate in zip(encoder.blocks, rates):
-        block.drop_path.rate = rate
+    for block, rate in zip(encoder.blocks, rates):  # timm's blocks: one DropPath per residual branch
+        block.drop_path1 = DropPath(rate) if rate > 0 else nn.Identity()
+        block.drop_path2 = DropPath(rate) if rate > 0 else nn.Identity()
+    if config.model.learn_pos_embed:
+        learn_position_table(encoder)
     moae = config.model.moae
     if moae.top_blocks:
         attach_moae(encoder, moae.top_blocks, moae.num_experts, moae.top_k, moae.hidden_ratio, moae.scale, moae.router_noise, moae.dispatch)

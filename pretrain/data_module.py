@@ -1,8 +1,8 @@
 """The pretraining data module: image and clip shard loaders interleaved one modality per step.
 
-An epoch is ``n_image`` image steps (the image loader's epoch) and
-``round(clip_step_ratio * n_image)`` clip steps (the clip loader is sized to match; with clips
-only, its own epoch), scheduled and resumed by :class:`data_shards.interleave.InterleavedBatches`.
+An epoch is ``image_passes`` passes over the image set and ``clip_passes`` over the clip set
+(:func:`data_shards.interleave.sized_train_loader`), each clip read giving ``clip_repeats``
+samples; the steps are scheduled and resumed by :class:`data_shards.interleave.InterleavedBatches`.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from __future__ import annotations
 import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_info
 
-from data_shards.interleave import MODALITY_ORDER, InterleavedBatches
-from data_shards.loaders import LoaderConfig, ShardLoader, train_loader
+from data_shards.decode import ViewOptions
+from data_shards.interleave import MODALITY_ORDER, InterleavedBatches, sized_train_loader
+from data_shards.loaders import LoaderConfig, ShardLoader
 from pretrain.config import PretrainDataConfig
 from pretrain.model.config import ViTConfig
 
@@ -27,7 +28,7 @@ def loader_config(data: PretrainDataConfig, encoder: ViTConfig, modality: str, s
         img_size=encoder.img_size,
         num_frames=encoder.num_frames,
         frame_stride=data.clip_stride,
-        crop_scale=tuple(data.crop_scale),  # type: ignore[arg-type]
+        crop_scale=tuple(data.crop_scale if image else data.clip_crop_scale),  # type: ignore[arg-type]
         hflip=data.hflip,
         num_workers=data.num_workers,
         shuffle_buffer=data.shuffle_buffer,
@@ -54,18 +55,16 @@ class PretrainDataModule(pl.LightningDataModule):
         self._batches: InterleavedBatches | None = None
 
     def _build_loaders(self, rank: int) -> dict[str, ShardLoader]:
+        data = self.data
         loaders: dict[str, ShardLoader] = {}
-        placement = {"rank": rank, "world_size": self.world_size}
-        if self.data.image_shards:
-            loaders["image"] = train_loader(loader_config(self.data, self.encoder, "image", self.seed), **placement)
-        if self.data.clip_shards:
-            clip = loader_config(self.data, self.encoder, "clip", self.seed)
-            if "image" in loaders:  # size the clip epoch to the ratio of image steps
-                if self.data.clip_step_ratio == 0:
-                    return loaders
-                clip_steps = max(1, round(self.data.clip_step_ratio * len(loaders["image"])))
-                clip.samples_per_epoch = clip_steps * clip.batch_size * self.world_size
-            loaders["clip"] = train_loader(clip, **placement)
+        for modality in MODALITY_ORDER:
+            if not getattr(data, f"{modality}_shards"):
+                continue
+            image = modality == "image"
+            options = ViewOptions(interpolation=data.interpolation if image else "bilinear", repeats=1 if image else data.clip_repeats)
+            passes = data.image_passes if image else data.clip_passes
+            config = loader_config(data, self.encoder, modality, self.seed)
+            loaders[modality] = sized_train_loader(config, passes, options, rank=rank, world_size=self.world_size)
         return loaders
 
     def steps_per_epoch(self) -> dict[str, int]:

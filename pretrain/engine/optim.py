@@ -1,11 +1,11 @@
 """AdamW parameter groups and the warmup + half-cycle cosine learning-rate schedule.
 
 Weight decay never applies to biases, normalisation weights, learned tokens (CLS, mask) or
-position embeddings: every 0-/1-D parameter and every parameter named like a token or a
-position table. ``lr_scale`` lets fine-tuning give each parameter its own learning-rate factor
-(layer-wise decay, :func:`layer_decay_scale`); parameters with the same (decay, scale) share
-one group. The schedule is a
-``LambdaLR`` factor stepped once per optimiser step, so each group keeps its own scaled lr.
+position embeddings: every 0-/1-D parameter, every parameter named like a bias (also 2-D stacks
+of expert biases) and every parameter named like a token or a position table. ``lr_scale`` lets
+fine-tuning give each parameter its own learning-rate factor (layer-wise decay,
+:func:`layer_decay_scale`); parameters with the same (decay, scale) share one group. The
+schedule is a ``LambdaLR`` factor stepped once per optimiser step, so each group keeps its own scaled lr.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ NO_DECAY_NAME_PARTS = ("cls_token", "mask_token", "pos_embed", "dist_token", "re
 
 
 def uses_weight_decay(name: str, parameter: torch.Tensor) -> bool:
-    """False for biases, norm weights (any 0-/1-D tensor), learned tokens and position embeddings."""
-    if parameter.ndim <= 1 or name.endswith(".bias"):
+    """False for biases (also stacked ones such as MoAE's ``up_bias``), norm weights (any 0-/1-D tensor),
+    learned tokens and position embeddings."""
+    if parameter.ndim <= 1 or name.rsplit(".", 1)[-1].endswith("bias"):
         return False
     return not any(part in name for part in NO_DECAY_NAME_PARTS)
 

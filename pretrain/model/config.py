@@ -96,7 +96,12 @@ class MAEConfig:
         image_mask_ratio: fraction of image tokens removed, in (0, 1).
         clip_mask_ratio: fraction of clip tokens removed, in (0, 1).
         clip_masking: ``tube`` (one spatial mask repeated over time, VideoMAE) or ``random``.
+        mask_count: how the count of removed tokens is rounded: ``mae`` keeps ``int(L * (1 - r))``
+            tokens (MAE, FMAE); ``videomae`` removes ``int(r * L)`` (VideoMAE, S4D).
         norm_pix_loss: regress patches normalised by their own mean and variance.
+        norm_pix_per_channel: with ``norm_pix_loss``, normalise each colour channel of a patch on
+            its own, on pixels un-normalised to [0, 1], images repeat-padded to a tubelet first
+            (VideoMAE, S4D); false = over all values of the patch (MAE, FMAE).
     """
 
     encoder: ViTConfig = field(default_factory=ViTConfig)
@@ -106,7 +111,9 @@ class MAEConfig:
     image_mask_ratio: float = 0.75
     clip_mask_ratio: float = 0.9
     clip_masking: Literal["tube", "random"] = "tube"
+    mask_count: Literal["mae", "videomae"] = "mae"
     norm_pix_loss: bool = True
+    norm_pix_per_channel: bool = False
 
     def problems(self) -> Problems:
         """Impossible settings as (field, reason) pairs."""
@@ -120,6 +127,8 @@ class MAEConfig:
             found.append(("decoder_embed_dim", f"must be divisible by decoder_num_heads={self.decoder_num_heads}"))
         if self.decoder_embed_dim % 4:
             found.append(("decoder_embed_dim", "must be a multiple of 4 (2-D sin-cos position table)"))
+        if self.norm_pix_per_channel and not self.norm_pix_loss:
+            found.append(("norm_pix_per_channel", "needs norm_pix_loss: true"))
         return found
 
 

@@ -25,7 +25,7 @@ from torch import nn
 
 from pretrain.model.config import MAEConfig
 from pretrain.model.masking import MaskPlan, random_masking, tube_masking
-from pretrain.model.patches import normalize_patches, patchify, reconstruction_grid, unpatchify
+from pretrain.model.patches import normalize_patches, normalize_patches_per_channel, patchify, reconstruction_grid, unnormalize, unpatchify
 from pretrain.model.pos_embed import sincos_3d
 from pretrain.model.vit import LAYER_NORM_EPS, Block, VisionTransformer
 
@@ -74,11 +74,12 @@ class MaskedAutoencoder(nn.Module):
             noise = torch.rand(shape, device=x.device)
         elif tuple(noise.shape) != shape:
             raise ValueError(f"noise must have shape {shape} for input {tuple(x.shape)}, got {tuple(noise.shape)}")
+        rounding = self.config.mask_count
         if x.ndim == 4:
-            return random_masking(noise, self.config.image_mask_ratio)
+            return random_masking(noise, self.config.image_mask_ratio, rounding)
         if self.config.clip_masking == "tube":
-            return tube_masking(noise, self.config.clip_mask_ratio, x.shape[2] // self.config.encoder.tubelet_size)
-        return random_masking(noise, self.config.clip_mask_ratio)
+            return tube_masking(noise, self.config.clip_mask_ratio, x.shape[2] // self.config.encoder.tubelet_size, rounding)
+        return random_masking(noise, self.config.clip_mask_ratio, rounding)
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Mask, encode the visible tokens, decode all: ``(loss, pred (B, L, P), mask (B, L))``."""
@@ -106,8 +107,15 @@ class MaskedAutoencoder(nn.Module):
         return self.decoder_pred(self.decoder_norm(y))[:, prefix:]
 
     def targets(self, x: torch.Tensor) -> torch.Tensor:
-        """Regression targets (B, L, P): patches (normalised with ``norm_pix_loss``), images repeat-padded."""
+        """Regression targets (B, L, P): patches (normalised with ``norm_pix_loss``), images repeat-padded.
+
+        With ``norm_pix_per_channel`` (VideoMAE, S4D) the input is un-normalised to [0, 1], an
+        image is repeat-padded to a tubelet first, and each channel of a patch is normalised on its own.
+        """
         enc = self.config.encoder
+        if self.config.norm_pix_per_channel:
+            clip = x.float().unsqueeze(2).repeat(1, 1, enc.tubelet_size, 1, 1) if x.ndim == 4 else x.float()
+            return normalize_patches_per_channel(patchify(unnormalize(clip), enc.patch_size, enc.tubelet_size), enc.in_chans)
         target = patchify(x.float(), enc.patch_size, enc.tubelet_size)
         if self.config.norm_pix_loss:
             target = normalize_patches(target)

@@ -44,6 +44,23 @@ def normalize_patches(patches: torch.Tensor) -> torch.Tensor:
     return (patches - mean) / (var + 1.0e-6) ** 0.5
 
 
+def normalize_patches_per_channel(patches: torch.Tensor, channels: int) -> torch.Tensor:
+    """:func:`normalize_patches` for each channel of a patch on its own (VideoMAE's ``norm_pix_per_channel``).
+
+    The last axis of a patch vector is ``(..., channel)``, as :func:`patchify` lays it out.
+    """
+    per_channel = patches.reshape(*patches.shape[:-1], -1, channels)
+    mean = per_channel.mean(dim=-2, keepdim=True)
+    var = per_channel.var(dim=-2, keepdim=True)
+    return ((per_channel - mean) / (var + 1.0e-6) ** 0.5).reshape(patches.shape)
+
+
+def unnormalize(x: torch.Tensor, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD) -> torch.Tensor:
+    """Pixels normalised with ``mean``/``std`` back to [0, 1], images ``(B, C, H, W)`` or clips ``(B, C, T, H, W)``."""
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    return x * torch.tensor(std, device=x.device, dtype=x.dtype).view(shape) + torch.tensor(mean, device=x.device, dtype=x.dtype).view(shape)
+
+
 def pixels_from_prediction(
     x: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor, patch_size: int, tubelet_size: int, norm_pix_loss: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:

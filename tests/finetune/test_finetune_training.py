@@ -38,7 +38,7 @@ def test_frozen_backbone_trains_only_adapters_and_heads(demo: dict[str, str], tm
     config = tiny_config(demo, tmp_path / "frozen", "--model.freeze_backbone", "true", "--tasks.tasks", "[expression]",
                          "--eval.monitor", "val/war_image", "--data.clip_train", "[]", "--data.clip_val", "[]",
                          "--data.clip_test", "[]", "--eval.identity_probe", "false", "--data.mixup_alpha", "0.8",
-                         "--data.cutmix_alpha", "1.0", "--data.class_balanced", "true")
+                         "--data.cutmix_alpha", "1.0", "--data.class_balanced", "[image]")
     result = run_finetuning(config)
     assert result.parameters["trainable"] < result.parameters["total"] / 2
     from pretrain.release.loading import load_model

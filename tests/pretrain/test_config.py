@@ -34,7 +34,7 @@ def test_reference_sizes_match_methods() -> None:
     assert (large.encoder.embed_dim, large.encoder.depth, large.encoder.num_heads) == (1024, 24, 16)
     assert (small.encoder.embed_dim, small.encoder.depth, small.encoder.num_heads) == (384, 12, 6)
     assert (base.decoder_embed_dim, base.decoder_depth, base.decoder_num_heads) == (512, 8, 16)
-    assert (small.decoder_embed_dim, small.decoder_depth) == (384, 4)
+    assert (small.decoder_embed_dim, small.decoder_depth, small.decoder_num_heads) == (192, 4, 3)  # S4D ViT-S
 
 
 def test_impossible_values_name_key_and_value() -> None:

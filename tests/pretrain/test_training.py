@@ -45,7 +45,7 @@ def test_interleaved_batches_resume_mid_epoch(shards: dict[str, str], tmp_path: 
     config = tiny_config(shards, tmp_path / "run")
     data = PretrainDataModule(config.data, config.model.encoder, seed=0, world_size=1)
     steps = data.steps_per_epoch()
-    assert steps == {"image": 17, "clip": 4}  # 140 images / 8; clips sized to round(0.25 * 17)
+    assert steps == {"image": 17, "clip": 4}  # 140 images / 8; 28 clips / 4 = 7 steps a pass, 0.6 of a pass
     loaders = data._build_loaders(rank=0)
     whole = InterleavedBatches(loaders, steps, seed=0, position=lambda: (1, 0))
     full = [(b["modality"], b["key"]) for b in whole]
