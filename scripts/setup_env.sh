@@ -20,4 +20,12 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$venv/bin/python" -m pip install -q -c "$constraints" -e "$root[dev]"
   echo "$want" > "$stamp"
 fi
+# opencv-python (the face detector's image ops, `--faces detect`) loads libGL and libglib, which a
+# bare Debian lacks: install them quietly, only when cv2 does not load, only as root with apt-get.
+if ! "$venv/bin/python" -c "import cv2" 2>/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "[setup] installing libgl1 and libglib2.0 for opencv"
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libgl1 libglib2.0-0 >/dev/null 2>&1 \
+    || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libgl1 libglib2.0-0t64 >/dev/null
+fi
 export PATH="$venv/bin:$PATH" VIRTUAL_ENV="$venv"
