@@ -3,7 +3,8 @@
 :func:`build_trainer` makes the Trainer the same way for pretraining and fine-tuning:
 accelerator, precision and strategy resolved by :mod:`pretrain.engine.strategies`, intra-op
 threads on CPU, atomic checkpoint writes, no distributed sampler (the shard loaders split by
-rank themselves), no progress bar (logged metrics instead) and no sanity validation.
+rank themselves), no sanity validation, and a progress bar only at an interactive terminal
+(:mod:`pretrain.engine.progress`; SLURM logs and pipes get the step lines of the training metrics).
 
 :class:`TrainingRun` is the rest of a run's set-up: the run folder, the checkpoint to resume
 from (``trainer.resume``), the global seed, the MLflow logger (the same MLflow run on resume),
@@ -27,6 +28,7 @@ from plumbing.files import write_json_atomic
 from plumbing.tracking_store import CONFIG_RECORD
 from pretrain.engine.checkpointing import AtomicCheckpointIO, LastCheckpoint, check_resumable, checkpoint_dir, resolve_resume
 from pretrain.engine.config import OptimConfig, TrackingConfig, TrainerConfig
+from pretrain.engine.progress import progress_bar
 from pretrain.engine.strategies import build_strategy, resolve_accelerator, resolve_precision
 from pretrain.engine.tracking import make_mlflow_logger, resolve_tracking_uri, start_tracked_run
 
@@ -47,6 +49,7 @@ def build_trainer(
     if accelerator == "cpu" and trainer_config.cpu_threads:
         torch.set_num_threads(trainer_config.cpu_threads)
     deepspeed = trainer_config.strategy.startswith("deepspeed")  # it writes its own sharded checkpoints
+    bar = progress_bar()
     return pl.Trainer(
         accelerator=accelerator,
         devices=trainer_config.devices,
@@ -58,9 +61,9 @@ def build_trainer(
         accumulate_grad_batches=optim.accumulate_grad_batches,
         gradient_clip_val=optim.grad_clip or None,
         logger=logger,
-        callbacks=callbacks,
+        callbacks=callbacks if bar is None else [*callbacks, bar],
         plugins=None if deepspeed else [AtomicCheckpointIO()],
-        enable_progress_bar=False,
+        enable_progress_bar=bar is not None,
         log_every_n_steps=trainer_config.log_every_n_steps,
         use_distributed_sampler=False,
         num_sanity_val_steps=0,

@@ -7,8 +7,11 @@ window together with the loaders' counts of skipped samples (one host sync per w
 reports ``train/loss_<modality>``, ``train/lr``, ``perf/samples_per_s`` and ``perf/tokens_per_s``
 (over all ranks), ``perf/tflops_per_device``, ``perf/mfu`` where the device's dense bf16 peak is
 known, ``perf/peak_memory_gib`` (rank 0: the CUDA allocator's peak, else the process's peak RSS)
-and ``data/skipped_<set>_<kind>``: to the loggers, to ``<run_dir>/metrics.jsonl`` and as one line
-on stdout (rank 0). FLOPs and tokens per sample come from the stage (it knows its model).
+and ``data/skipped_<set>_<kind>``: to the loggers, to ``<run_dir>/metrics.jsonl`` and, on rank 0,
+as one step line on stdout (skipped samples and truncated shards on it once there are any) or, at
+an interactive terminal, on the progress bar (:attr:`TrainingMetrics.latest`). When training ends,
+one summary line gives the skipped samples and truncated shards of the whole fit (all ranks).
+FLOPs and tokens per sample come from the stage (it knows its model).
 """
 
 from __future__ import annotations
@@ -113,6 +116,7 @@ class TrainingMetrics(pl.Callback):
         self.skipped_samples = skipped_samples
         self._window_start = 0.0
         self._last_step = -1
+        self.latest: dict[str, float] = {}  # the last report, as the progress bar shows it
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Start the first timing window."""
@@ -161,6 +165,23 @@ class TrainingMetrics(pl.Callback):
         if trainer.is_global_zero:
             self.report(trainer, metrics)
 
+    def skipped_totals(self, trainer: pl.Trainer, device: torch.device) -> dict[str, int]:
+        """This fit's skipped samples and truncated shards so far, summed over ranks (every rank calls this)."""
+        skipped = self.skipped_samples() if self.skipped_samples is not None else {}
+        names = sorted(skipped)  # the same names on every rank
+        counts = torch.tensor([float(skipped[name]) for name in names], device=device, dtype=torch.float64)
+        if trainer.world_size > 1 and names:
+            counts = trainer.strategy.reduce(counts, reduce_op="sum")
+        return {name: int(value) for name, value in zip(names, counts.tolist())}
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """One summary line (rank 0): what the fit skipped, over every rank."""
+        totals = self.skipped_totals(trainer, pl_module.device)
+        if trainer.is_global_zero:
+            found = skipped_text(totals)
+            summary = f"skipped {found}" if found else "no corrupt samples or truncated shards skipped"
+            print(f"fit ended at step {trainer.global_step}: {summary}", file=sys.stdout, flush=True)
+
     def report(self, trainer: pl.Trainer, metrics: dict[str, float]) -> None:
         """Send ``metrics`` to the loggers, ``metrics.jsonl`` and stdout (rank 0)."""
         step = trainer.global_step
@@ -169,12 +190,26 @@ class TrainingMetrics(pl.Callback):
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with open(self.run_dir / "metrics.jsonl", "a") as handle:
             handle.write(json.dumps({"step": step, **metrics}) + "\n")
+        skipped = {k.removeprefix("data/skipped_"): int(v) for k, v in metrics.items() if k.startswith("data/skipped_")}
+        self.latest = {k.replace("train/", ""): round(v, 4) for k, v in metrics.items() if k.startswith("train/loss_")}
+        self.latest["samples/s"] = round(metrics["perf/samples_per_s"], 1)
+        if any(skipped.values()):
+            self.latest["skipped"] = sum(skipped.values())
+        if trainer.progress_bar_callback is not None:
+            return  # the bar shows them; a printed line would break it
         losses = " ".join(f"{k.split('_', 1)[1]}={v:.4f}" for k, v in metrics.items() if k.startswith("train/loss_"))
+        found = skipped_text(skipped)
         print(
             f"step {step:>6} epoch {trainer.current_epoch} loss {losses} lr {metrics['train/lr']:.2e} "
             f"{metrics['perf/samples_per_s']:.1f} samples/s {metrics['perf/tflops_per_device']:.3f} TFLOP/s/device"
             + (f" MFU {metrics['perf/mfu']:.1%}" if "perf/mfu" in metrics else "")
-            + f" peak mem {metrics['perf/peak_memory_gib']:.2f} GiB",
+            + f" peak mem {metrics['perf/peak_memory_gib']:.2f} GiB"
+            + (f" skipped {found}" if found else ""),
             file=sys.stdout,
             flush=True,
         )
+
+
+def skipped_text(skipped: Mapping[str, int]) -> str:
+    """``image_corrupt_sample=3 clip_truncated_shard=1``: the non-zero counts; empty when nothing was skipped."""
+    return " ".join(f"{name}={count}" for name, count in sorted(skipped.items()) if count)

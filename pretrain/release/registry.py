@@ -23,6 +23,7 @@ import importlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from plumbing.console import interactive_console
 from plumbing.files import file_sha256
 from plumbing.recipes import ConfigError
 from plumbing.tracking_store import check_reachable, sqlite_artifact_location
@@ -87,10 +89,13 @@ def tracking_at(tracking_uri: str | None, flag: str = "") -> Iterator[str]:
     """Point MLflow (tracking, and so the registry) at ``tracking_uri`` for the block; restore afterwards.
 
     None keeps ``$MLFLOW_TRACKING_URI``; with neither, a ``ConfigError`` says what to set (the
-    command's ``flag``, when it has one). The server (or database) is checked before anything is uploaded.
+    command's ``flag``, when it has one). The server (or database) is checked before anything is
+    uploaded. Outside an interactive terminal MLflow's download bars are off (logs keep lines).
     """
     import mlflow
 
+    if not interactive_console(sys.stderr):
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
     if not uri:
         raise ConfigError(f"no MLflow tracking URI: {store_advice(flag)} (e.g. sqlite:///runs/mlflow.db or http://host:5000)")
