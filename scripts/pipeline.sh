@@ -12,6 +12,9 @@ source scripts/setup_env.sh
 export RAY_USAGE_STATS_ENABLED=0 PYTHONUNBUFFERED=1
 demo=runs/demo
 rm -rf "$demo"
+# One MLflow store for every stage (artifacts in $demo/mlartifacts beside it): the release lands in
+# the fine-tuning run, which is tagged with the pretraining run it started from.
+export MLFLOW_TRACKING_URI="sqlite:///$root/$demo/mlflow.db"
 echo "[pipeline] results will be under $root/$demo"
 
 echo "[pipeline] 1/5 synthetic faces -> WebDataset shards -> verify"
@@ -29,7 +32,7 @@ python -m finetune release $demo/finetune/checkpoints/best.ckpt --out $demo/rele
   --name face-au-tiny --alias champion
 
 echo "[pipeline] 5/5 load models:/face-au-tiny@champion in a fresh process and score the held-out subjects"
-MLFLOW_TRACKING_URI=sqlite:///$root/$demo/finetune/mlflow.db python -m finetune score models:/face-au-tiny@champion \
+python -m finetune score models:/face-au-tiny@champion \
   --image_test "[$demo/shards/images-test/manifest.json]" --clip_test "[$demo/shards/clips-test/manifest.json]" \
   | tee $demo/released_model_metrics.json
 
@@ -40,5 +43,6 @@ cat <<TXT
   finetune/                    fine-tuning run: checkpoints/best.ckpt, pictures/*.png, result.json
   release/face-au-tiny/        released weights (safetensors) + config.json
   released_model_metrics.json  metrics of the model loaded back from MLflow by URI
-  MLflow UI: mlflow ui --backend-store-uri sqlite:///$root/$demo/finetune/mlflow.db
+  mlflow.db, mlartifacts/      the one MLflow store of every stage (runs, lineage tags, the registered model)
+  MLflow UI: mlflow ui --backend-store-uri $MLFLOW_TRACKING_URI
 TXT
