@@ -1,33 +1,50 @@
-"""Subject-exclusive k-fold fine-tuning as one command (``python -m finetune folds``).
+"""Subject-exclusive k-fold fine-tuning over several seeds as one command (``python -m finetune folds``).
 
-Subjects are shuffled once with a seed and dealt round-robin into ``k`` folds of nearly equal
-size (:func:`subject_folds`); no subject is ever in two of train/val/test. Fold ``i`` tests on
-fold ``i``'s subjects; validation subjects (for model selection and the AU threshold, never the
-test fold) are carved out of the remaining training subjects.
+The subjects are split by a published partition when the data are a dataset that has one (the
+3 BP4D and 3 DISFA folds of JAA-Net that FMAE-IAT uses, the 4 BP4D+ folds of the FMAE-IAT
+README: ``finetune/partitions/*.json``), or dealt at random (seeded, round-robin) into ``k``
+folds. Subject ids match whatever their zero padding (``F01`` = ``F001``). Fold ``i`` tests on
+fold ``i``'s subjects; validation subjects (model selection and the AU thresholds, never the
+test fold) are carved out of the others. No subject is ever in two of train/val/test.
 
-The pooled training shard sets are split by subject;
-fold ``i`` reads the same shards three times with subject filters for train, validation and
-test, in ``<output_dir>/fold<i>``. The summary ``<output_dir>/folds.json`` lists each finished
-fold's test metrics and their mean and standard deviation over folds.
+Each fold runs once per seed, in ``<output_dir>/fold<i>`` (one seed) or
+``<output_dir>/fold<i>/seed<s>``, as MLflow child runs of one parent run of the whole set.
+``<output_dir>/folds.json`` summarises every test metric over the finished runs: per fold
+(mean over seeds), mean, sample standard deviation and a 95% t-interval of the mean over all
+fold x seed runs. The summary is printed and logged to the parent run: a fold draw alone can move
+BP4D+ F1 by about 0.065, more than most published gains, so differences are read against it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import random
+import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import mlflow
+from lightning.pytorch.loggers import MLFlowLogger
+from scipy import stats
 
 from data_shards.manifest import read_manifest
 from finetune.config import FinetuneConfig
 from finetune.training import run_finetuning
 from plumbing.files import write_json_atomic
 from plumbing.recipes import ConfigError, validate
+from plumbing.tracking_store import read_run_record, sqlite_artifact_location, write_run_record
+from pretrain.engine.tracking import resolve_tracking_uri
 
 SUMMARY = "folds.json"
+PUBLISHED = ("bp4d", "bp4d_plus", "disfa")
+Partition = Literal["auto", "published", "random"]
 
 
 @dataclass(frozen=True)
@@ -40,8 +57,59 @@ class SubjectSplit:
     test: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class PublishedPartition:
+    """A dataset's published subject folds (``finetune/partitions/<name>.json``)."""
+
+    name: str
+    dataset: str
+    source: str
+    folds: tuple[tuple[str, ...], ...]
+
+
+def subject_key(subject: str) -> tuple[str, int] | str:
+    """A subject id without its zero padding: ``F01`` and ``F001`` -> ``('F', 1)``; other ids unchanged."""
+    match = re.fullmatch(r"([A-Za-z]+)0*(\d+)", subject)
+    return (match.group(1).upper(), int(match.group(2))) if match else subject
+
+
+def published_partitions() -> list[PublishedPartition]:
+    """The partitions shipped with the package."""
+    found = []
+    for name in PUBLISHED:
+        data = json.loads((resources.files("finetune") / "partitions" / f"{name}.json").read_text())
+        found.append(PublishedPartition(name, data["dataset"], data["source"], tuple(tuple(fold) for fold in data["folds"])))
+    return found
+
+
+def matching_partition(subjects: Sequence[str]) -> PublishedPartition | None:
+    """The published partition that holds every one of ``subjects`` (the tightest one: BP4D before BP4D+), or None."""
+    wanted = {subject_key(s) for s in subjects}
+    best: PublishedPartition | None = None
+    for partition in published_partitions():
+        known = {subject_key(s) for fold in partition.folds for s in fold}
+        if wanted <= known and (best is None or len(known) < sum(len(f) for f in best.folds)):
+            best = partition
+    return best
+
+
+def _with_validation(folds: list[list[str]], val_fraction: float, seed: int) -> list[SubjectSplit]:
+    """Each fold tests on its subjects; ``val_fraction`` of the others (at least one) validate, the rest train."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction={val_fraction} must be in [0, 1)")
+    splits = []
+    for index, test in enumerate(folds):
+        rest = sorted(s for i, fold in enumerate(folds) if i != index for s in fold)
+        random.Random(seed + 1 + index).shuffle(rest)
+        n_val = 0 if val_fraction == 0 else max(1, round(len(rest) * val_fraction))
+        if n_val >= len(rest):
+            raise ValueError(f"fold {index}: {len(rest)} training subjects leave none after {n_val} for validation")
+        splits.append(SubjectSplit(index, tuple(sorted(rest[n_val:])), tuple(sorted(rest[:n_val])), tuple(sorted(test))))
+    return splits
+
+
 def subject_folds(subjects: Sequence[str], k: int, val_fraction: float = 0.15, seed: int = 0) -> list[SubjectSplit]:
-    """``k`` subject-exclusive splits of the distinct ``subjects``.
+    """``k`` random subject-exclusive splits of the distinct ``subjects`` (shuffled with ``seed``, dealt round-robin).
 
     ``val_fraction`` of each fold's training subjects (at least one when ``> 0``) become its
     validation subjects; ``0`` gives an empty validation part.
@@ -51,20 +119,19 @@ def subject_folds(subjects: Sequence[str], k: int, val_fraction: float = 0.15, s
         raise ValueError(f"k={k}: a k-fold split needs k >= 2")
     if len(distinct) < k:
         raise ValueError(f"{len(distinct)} distinct subjects cannot fill k={k} folds")
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction={val_fraction} must be in [0, 1)")
     order = distinct[:]
     random.Random(seed).shuffle(order)
-    folds = [order[i::k] for i in range(k)]
-    splits = []
-    for index, test in enumerate(folds):
-        rest = [s for i, fold in enumerate(folds) if i != index for s in fold]
-        random.Random(seed + 1 + index).shuffle(rest)
-        n_val = 0 if val_fraction == 0 else max(1, round(len(rest) * val_fraction))
-        if n_val >= len(rest):
-            raise ValueError(f"fold {index}: {len(rest)} training subjects leave none after {n_val} for validation")
-        splits.append(SubjectSplit(index, tuple(sorted(rest[n_val:])), tuple(sorted(rest[:n_val])), tuple(sorted(test))))
-    return splits
+    return _with_validation([order[i::k] for i in range(k)], val_fraction, seed)
+
+
+def published_folds(subjects: Sequence[str], partition: PublishedPartition, val_fraction: float = 0.15, seed: int = 0) -> list[SubjectSplit]:
+    """The splits of ``partition`` over ``subjects``, spelled as ``subjects`` spell them (a missing subject is left out)."""
+    spelled = {subject_key(s): s for s in subjects}
+    folds = [[spelled[key] for key in map(subject_key, fold) if key in spelled] for fold in partition.folds]
+    empty = [i for i, fold in enumerate(folds) if not fold]
+    if empty:
+        raise ConfigError(f"the data hold no subject of the published {partition.dataset} fold(s) {empty}")
+    return _with_validation(folds, val_fraction, seed)
 
 
 def pooled_subjects(config: FinetuneConfig) -> list[str]:
@@ -81,45 +148,172 @@ def pooled_subjects(config: FinetuneConfig) -> list[str]:
     return sorted(subjects)
 
 
-def fold_config(config: FinetuneConfig, split: SubjectSplit) -> FinetuneConfig:
-    """``config`` restricted to one fold: the pooled sets filtered by the fold's subjects."""
+def choose_splits(subjects: Sequence[str], k: int, val_fraction: float, partition: Partition, seed: int) -> tuple[list[SubjectSplit], str]:
+    """The splits a run uses and a line saying which partition they come from.
+
+    ``auto``: the published partition when one holds every subject, else random folds;
+    ``published``: it must exist; ``random``: seeded random folds. ``k`` 0 means the published
+    partition's fold count; another ``k`` must equal it.
+    """
+    if partition not in ("auto", "published", "random"):
+        raise ConfigError(f"partition={partition!r}: expected 'auto', 'published' or 'random'")
+    published = matching_partition(subjects) if partition != "random" else None
+    if partition == "published" and published is None:
+        raise ConfigError(f"partition='published': no published partition holds the subjects {sorted(subjects)[:5]}...")
+    if published is not None:
+        if k not in (0, len(published.folds)):
+            raise ConfigError(f"k={k}, but the published {published.dataset} partition has {len(published.folds)} folds: "
+                              f"give --k {len(published.folds)} (or 0), or --partition random")
+        return published_folds(subjects, published, val_fraction, seed), f"published {published.dataset} partition ({published.source})"
+    if k == 0:
+        raise ConfigError("k=0 means the published partition's fold count, but these subjects have none: give --k")
+    return subject_folds(subjects, k, val_fraction, seed), f"random subject folds (seed {seed})"
+
+
+def fold_config(config: FinetuneConfig, split: SubjectSplit, seed: int | None = None, tracking_uri: str = "") -> FinetuneConfig:
+    """``config`` restricted to one fold (and one seed): the pooled sets filtered by the fold's subjects."""
     data = dataclasses.replace(
         config.data,
         image_val=list(config.data.image_train), image_test=list(config.data.image_train),
         clip_val=list(config.data.clip_train), clip_test=list(config.data.clip_train),
         train_subjects=list(split.train), val_subjects=list(split.val), test_subjects=list(split.test),
     )
-    trainer = dataclasses.replace(config.trainer, output_dir=str(Path(config.trainer.output_dir) / f"fold{split.fold}"))
-    tracking = dataclasses.replace(config.tracking, run_name=f"{config.tracking.run_name or Path(config.trainer.output_dir).name}-fold{split.fold}")
+    name = f"fold{split.fold}" + ("" if seed is None else f"-seed{seed}")
+    folder = Path(config.trainer.output_dir) / f"fold{split.fold}" / ("" if seed is None else f"seed{seed}")
+    trainer = dataclasses.replace(config.trainer, output_dir=str(folder), seed=config.trainer.seed if seed is None else seed)
+    tracking = dataclasses.replace(
+        config.tracking, tracking_uri=tracking_uri or config.tracking.tracking_uri,
+        run_name=f"{config.tracking.run_name or Path(config.trainer.output_dir).name}-{name}",
+    )
     return dataclasses.replace(config, data=data, trainer=trainer, tracking=tracking)
 
 
-def summarise(output_dir: Path, k: int) -> dict:
-    """Per-fold test metrics (from each fold's ``result.json``) with their mean and std over finished folds."""
-    folds = {}
-    for index in range(k):
-        result = output_dir / f"fold{index}" / "result.json"
+def interval95(values: Sequence[float]) -> tuple[float, float, float, float]:
+    """Mean, sample standard deviation and the 95% t-interval of the mean (NaN spread for one value)."""
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, math.nan, math.nan, math.nan
+    std = statistics.stdev(values)
+    half = float(stats.t.ppf(0.975, len(values) - 1)) * std / math.sqrt(len(values))
+    return mean, std, mean - half, mean + half
+
+
+def run_folders(output_dir: Path, k: int, seeds: Sequence[int]) -> dict[tuple[int, int | None], Path]:
+    """Where each (fold, seed) run lives: ``fold<i>`` with one seed (None), ``fold<i>/seed<s>`` with several."""
+    if len(seeds) <= 1:
+        return {(i, None): output_dir / f"fold{i}" for i in range(k)}
+    return {(i, s): output_dir / f"fold{i}" / f"seed{s}" for i in range(k) for s in seeds}
+
+
+def summarise(output_dir: Path, k: int, seeds: Sequence[int] = ()) -> dict[str, Any]:
+    """Every test metric of the finished runs (their ``result.json``): per run, per fold, mean, std and 95% interval."""
+    runs: dict[str, dict[str, float]] = {}
+    by_fold: dict[int, list[dict[str, float]]] = {}
+    for (fold, seed), folder in run_folders(output_dir, k, seeds).items():
+        result = folder / "result.json"
         if result.is_file():
-            folds[index] = json.loads(result.read_text())["test"]
-    names = sorted({name for metrics in folds.values() for name in metrics})
-    mean = {n: statistics.fmean(m[n] for m in folds.values() if n in m) for n in names}
-    std = {n: statistics.pstdev([m[n] for m in folds.values() if n in m]) for n in names}
-    return {"k": k, "finished": sorted(folds), "mean": mean, "std": std, "folds": folds}
+            metrics = json.loads(result.read_text())["test"]
+            runs[f"fold{fold}" + ("" if seed is None else f"-seed{seed}")] = metrics
+            by_fold.setdefault(fold, []).append(metrics)
+    names = sorted({name for metrics in runs.values() for name in metrics})
+    summary: dict[str, Any] = {"k": k, "seeds": list(seeds), "runs": len(runs), "finished": sorted(by_fold), "metrics": {}}
+    for name in names:
+        values = [m[name] for m in runs.values() if name in m and math.isfinite(m[name])]
+        if not values:
+            continue
+        mean, std, low, high = interval95(values)
+        per_fold = {str(f): statistics.fmean(m[name] for m in ms if name in m) for f, ms in sorted(by_fold.items()) if any(name in m for m in ms)}
+        summary["metrics"][name] = {"per_fold": per_fold, "mean": mean, "std": std, "ci95": [low, high], "n": len(values)}
+    summary["mean"] = {n: v["mean"] for n, v in summary["metrics"].items()}
+    summary["std"] = {n: v["std"] for n, v in summary["metrics"].items()}
+    summary["folds"] = {str(f): ms[0] for f, ms in by_fold.items()} if len(seeds) <= 1 else {}
+    summary["per_run"] = runs
+    return summary
 
 
-def run_folds(config: FinetuneConfig, k: int, val_fraction: float, only: list[int]) -> Path:
-    """Run the folds in ``only`` (all when empty) one after the other; write and return the summary file."""
-    splits = subject_folds(pooled_subjects(config), k, val_fraction, seed=config.trainer.seed)
+def summary_table(summary: dict[str, Any], partition: str = "") -> str:
+    """The summary as text: one line per metric with each fold, the mean, the std and the 95% interval."""
+    folds = [str(f) for f in summary["finished"]]
+    lines = [f"folds summary: {summary['runs']} runs ({len(folds)} folds x {max(1, len(summary['seeds']))} seeds)"
+             + (f", {partition}" if partition else "") + "; mean, sample std and 95% t-interval over all runs"]
+    width = max([len(n) for n in summary["metrics"]] + [6])
+    lines.append(f"{'metric':<{width}}  " + "  ".join(f"{'fold' + f:>7}" for f in folds) + f"  {'mean':>7}  {'std':>7}  95% interval")
+    for name, values in summary["metrics"].items():
+        cells = "  ".join(f"{values['per_fold'].get(f, math.nan):7.4f}" for f in folds)
+        low, high = values["ci95"]
+        lines.append(f"{name:<{width}}  {cells}  {values['mean']:7.4f}  {values['std']:7.4f}  [{low:.4f}, {high:.4f}]")
+    return "\n".join(lines)
+
+
+class ChildRun(pl.Callback):
+    """Tag a fold's MLflow run as a child of the folds' parent run (``mlflow.parentRunId``), with its fold and seed."""
+
+    def __init__(self, parent_run_id: str, fold: int, seed: int) -> None:
+        self.tags = {"mlflow.parentRunId": parent_run_id, "face.fold": str(fold), "face.seed": str(seed)}
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Set the tags on the run's MLflow logger."""
+        for logger in trainer.loggers:
+            if isinstance(logger, MLFlowLogger):
+                for key, value in self.tags.items():
+                    logger.experiment.set_tag(logger.run_id, key, value)
+
+
+def parent_run(config: FinetuneConfig, output_dir: Path, tracking_uri: str, partition: str) -> str:
+    """The MLflow run of the whole fold x seed set (reopened when ``output_dir`` already records one)."""
+    client = mlflow.MlflowClient(tracking_uri)
+    record = read_run_record(output_dir)
+    if record and record["tracking_uri"] == tracking_uri:
+        return record["run_id"]
+    experiment = client.get_experiment_by_name(config.tracking.experiment)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(
+        config.tracking.experiment, artifact_location=sqlite_artifact_location(tracking_uri))
+    run = client.create_run(experiment_id, run_name=config.tracking.run_name or f"{output_dir.name}-folds", tags={"face.folds": "true"})
+    client.log_param(run.info.run_id, "partition", partition[:500])
+    write_run_record(output_dir, tracking_uri, experiment_id, run.info.run_id)
+    return run.info.run_id
+
+
+def log_summary(tracking_uri: str, run_id: str, summary: dict[str, Any], summary_file: Path) -> None:
+    """Log each metric's mean, std, interval and per-fold values to the parent run, and the summary file."""
+    client = mlflow.MlflowClient(tracking_uri)
+    for name, values in summary["metrics"].items():
+        low, high = values["ci95"]
+        named = {"mean": values["mean"], "std": values["std"], "ci95_low": low, "ci95_high": high}
+        named.update({f"fold{fold}": value for fold, value in values["per_fold"].items()})
+        for suffix, value in named.items():
+            if math.isfinite(value):
+                client.log_metric(run_id, f"{name}/{suffix}", value)
+    client.log_metric(run_id, "runs", summary["runs"])
+    client.log_artifact(run_id, str(summary_file))
+
+
+def run_folds(config: FinetuneConfig, k: int, val_fraction: float, only: list[int], partition: Partition = "auto", seeds: Sequence[int] = ()) -> Path:
+    """Run the folds in ``only`` (all when empty) for every seed (the recipe's when empty); write, print and log the summary.
+
+    Returns the summary file. Each run is an MLflow child of one parent run of the set.
+    """
+    splits, source = choose_splits(pooled_subjects(config), k, val_fraction, partition, config.trainer.seed)
+    k = len(splits)
     unknown = [i for i in only if not 0 <= i < k]
     if unknown:
         raise ConfigError(f"only={only}: fold indices must be in [0, {k})")
-
     output_dir = Path(config.trainer.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(output_dir / "fold_subjects.json", [dataclasses.asdict(s) for s in splits])
+    print(f"[folds] {k} folds from the {source}")
+    write_json_atomic(output_dir / "fold_subjects.json", {"partition": source, "splits": [dataclasses.asdict(s) for s in splits]})
+    tracking_uri = resolve_tracking_uri(config.tracking, output_dir)
+    parent = parent_run(config, output_dir, tracking_uri, source)
+    several = len(seeds) > 1
     for split in splits:
-        if not only or split.fold in only:
-            run_finetuning(validate(fold_config(config, split)))
-    summary = summarise(output_dir, k)
+        if only and split.fold not in only:
+            continue
+        for seed in seeds or [config.trainer.seed]:
+            run = fold_config(config, split, seed if several else None, tracking_uri)
+            run_finetuning(validate(run), [ChildRun(parent, split.fold, run.trainer.seed)])
+    summary = summarise(output_dir, k, list(seeds))
+    summary["partition"] = source
     write_json_atomic(output_dir / SUMMARY, summary)
+    print(summary_table(summary, source))
+    log_summary(tracking_uri, parent, summary, output_dir / SUMMARY)
     return output_dir / SUMMARY

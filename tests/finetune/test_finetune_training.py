@@ -86,7 +86,8 @@ def test_subject_exclusive_folds_as_one_command(demo: dict[str, str], tmp_path: 
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((run / "folds.json").read_text())
     assert summary["finished"] == [0, 2] and "test/au_f1_image" in summary["mean"]
-    splits = json.loads((run / "fold_subjects.json").read_text())
+    assert "95% interval" in done.stdout and "random subject folds" in done.stdout  # synthetic subjects: no published partition
+    splits = json.loads((run / "fold_subjects.json").read_text())["splits"]
     assert sorted(s for split in splits for s in split["test"]) == [f"s{i:03d}" for i in range(24)]
     fold0 = json.loads((run / "fold0" / "config.json").read_text())["data"]
     assert not set(fold0["test_subjects"]) & (set(fold0["train_subjects"]) | set(fold0["val_subjects"]))

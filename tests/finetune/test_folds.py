@@ -1,0 +1,100 @@
+"""Published subject partitions, fold x seed runs and their summary with 95% intervals (issue 11)."""
+
+import json
+import math
+from pathlib import Path
+
+import mlflow
+import pytest
+from finetune_demo import tiny_config
+
+from finetune.folds import (
+    choose_splits,
+    interval95,
+    matching_partition,
+    published_partitions,
+    run_folds,
+    subject_key,
+    summarise,
+    summary_table,
+)
+from plumbing.recipes import ConfigError
+
+BP4D = [f"F{i:03d}" for i in range(1, 24)] + [f"M{i:03d}" for i in range(1, 19)]
+
+
+def test_published_partitions_are_whole_and_disjoint() -> None:
+    sizes = {p.name: (len(p.folds), sum(len(f) for f in p.folds)) for p in published_partitions()}
+    assert sizes == {"bp4d": (3, 41), "bp4d_plus": (4, 140), "disfa": (3, 27)}
+    for partition in published_partitions():
+        subjects = [s for fold in partition.folds for s in fold]
+        assert len(set(subjects)) == len(subjects), partition.name
+    bp4d = next(p for p in published_partitions() if p.name == "bp4d")
+    assert sorted(s for fold in bp4d.folds for s in fold) == sorted(BP4D)
+    assert bp4d.folds[0][:3] == ("F001", "F002", "F008")  # JAA-Net's fold 1
+
+
+def test_subjects_find_their_partition_whatever_the_padding() -> None:
+    assert subject_key("F01") == subject_key("F001") == ("F", 1) and subject_key("SN012") == ("SN", 12)
+    assert matching_partition(BP4D).name == "bp4d"  # BP4D's subjects are also BP4D+ ids: the tighter one wins
+    assert matching_partition([f"{s[0]}{int(s[1:]):02d}" for s in BP4D]).name == "bp4d"  # FMAE-IAT spells F01
+    assert matching_partition(["F082", "M058", "F001"]).name == "bp4d_plus"
+    assert matching_partition([f"SN{i:03d}" for i in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)]).name == "disfa"
+    assert matching_partition(["s000", "s001"]) is None
+
+
+def test_folds_use_the_published_partition_by_default() -> None:
+    spelled = [f"{s[0]}{int(s[1:]):02d}" for s in BP4D]
+    splits, source = choose_splits(spelled, 3, 0.15, "auto", seed=0)
+    assert "BP4D" in source and len(splits) == 3
+    assert set(splits[0].test) == {"F01", "F02", "F08", "F09", "F10", "F16", "F18", "F23", "M01", "M04", "M07", "M08", "M12", "M14"}
+    for split in splits:
+        assert not (set(split.train) | set(split.val)) & set(split.test) and split.val
+        assert sorted(split.train + split.val + split.test) == sorted(spelled)
+    with pytest.raises(ConfigError, match="has 3 folds"):
+        choose_splits(spelled, 4, 0.15, "auto", seed=0)
+    random_splits, source = choose_splits(spelled, 4, 0.15, "random", seed=0)
+    assert len(random_splits) == 4 and source.startswith("random")
+    with pytest.raises(ConfigError, match="no published partition"):
+        choose_splits(["s000", "s001", "s002"], 3, 0.0, "published", seed=0)
+
+
+def test_interval_is_the_t_interval_of_the_mean() -> None:
+    mean, std, low, high = interval95([0.60, 0.65, 0.70])
+    assert mean == pytest.approx(0.65) and std == pytest.approx(0.05)
+    assert (high - low) / 2 == pytest.approx(4.302653 * 0.05 / math.sqrt(3), rel=1e-5)  # t(0.975, 2 dof)
+    assert math.isnan(interval95([0.5])[2])
+
+
+def test_summary_covers_every_fold_and_seed(tmp_path: Path) -> None:
+    values = {(0, 0): 0.60, (0, 1): 0.62, (1, 0): 0.70, (1, 1): 0.68}
+    for (fold, seed), f1 in values.items():
+        folder = tmp_path / f"fold{fold}" / f"seed{seed}"
+        folder.mkdir(parents=True)
+        (folder / "result.json").write_text(json.dumps({"test": {"test/au_f1_image": f1}}))
+    summary = summarise(tmp_path, 2, [0, 1])
+    metric = summary["metrics"]["test/au_f1_image"]
+    assert summary["runs"] == 4 and metric["n"] == 4
+    assert metric["per_fold"] == {"0": pytest.approx(0.61), "1": pytest.approx(0.69)}
+    assert metric["mean"] == pytest.approx(0.65) and metric["ci95"][0] < 0.65 < metric["ci95"][1]
+    table = summary_table(summary)
+    assert "95% interval" in table and "test/au_f1_image" in table and "2 folds x 2 seeds" in table
+
+
+@pytest.mark.slow
+def test_fold_by_seed_runs_nest_under_one_parent_run(demo: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    config = tiny_config(demo, tmp_path / "folds", "--tasks.tasks", "[au]", "--data.clip_train", "[]", "--data.clip_val", "[]",
+                         "--data.clip_test", "[]", "--eval.identity_probe", "false")
+    summary_file = run_folds(config, 2, 0.15, [], "auto", [0, 1])
+    summary = json.loads(summary_file.read_text())
+    assert summary["runs"] == 4 and summary["finished"] == [0, 1] and summary["partition"].startswith("random")
+    metric = summary["metrics"]["test/au_f1_image"]
+    assert metric["n"] == 4 and metric["ci95"][0] <= metric["mean"] <= metric["ci95"][1]
+    assert "95% interval" in capsys.readouterr().out
+    record = json.loads((tmp_path / "folds" / "mlflow_run.json").read_text())
+    client = mlflow.MlflowClient(record["tracking_uri"])
+    parent = client.get_run(record["run_id"])
+    assert parent.data.metrics["test/au_f1_image/mean"] == pytest.approx(metric["mean"])
+    assert "test/au_f1_image/ci95_low" in parent.data.metrics and "test/au_f1_image/fold1" in parent.data.metrics
+    children = client.search_runs([parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted((r.data.tags["face.fold"], r.data.tags["face.seed"]) for r in children) == [("0", "0"), ("0", "1"), ("1", "0"), ("1", "1")]
