@@ -122,7 +122,7 @@ def load_init_encoder(model: FinetuneModelConfig) -> VisionTransformer:
         return load_encoder(model)
     except ValueError as err:
         reason = unreadable_reason(err.__cause__) if err.__cause__ is not None else str(err).strip().splitlines()[0]
-        raise ConfigError(f"model.init={model.init!r}: {reason}") from None
+        raise ConfigError(f"model.init={model.init!r}: {reason}; give a release folder, a checkpoint of ours or a public MAE/VideoMAE file") from None
 
 
 def init_lineage(init: str, run_store: str) -> tuple[dict[str, str], list[str]]:

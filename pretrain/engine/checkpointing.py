@@ -95,7 +95,7 @@ def resolve_resume(resume: str, output_dir: str | Path) -> str | None:
 def unreadable_reason(err: BaseException) -> str:
     """Why ``torch.load(weights_only=True)`` refused a file, in a few words (torch's own message is a page long)."""
     text = str(err)
-    refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    refused = re.search(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)", text)
     if refused or isinstance(err, pickle.UnpicklingError):
         what = f" ({refused.group(1)})" if refused else ""
         return f"it holds pickled Python objects{what}, which are never unpickled here (only tensors and plain data)"
