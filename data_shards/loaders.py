@@ -5,6 +5,9 @@ batches (see docs/architecture.md), ``len()`` is the batches per epoch on this r
 every rank for training), ``set_epoch(epoch)`` reseeds, ``skipped`` counts corrupt samples and
 truncated shards, and ``state_dict()``/``load_state_dict()`` resume mid-epoch without re-reading
 what was consumed. Pixels arrive as uint8; :func:`normalize_pixels` normalises on the device.
+Shards are read by webdataset pipelines (:mod:`data_shards.sample_streams`). Data that cannot
+train at all (no readable shard, no usable sample) ends the iteration with one ConfigError that
+names the shard sets, raised here in the main process.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any, Literal
 import torch
 
 from data_shards.decode import LabelMap, ViewConfig
-from data_shards.sample_streams import Batch, EvalStream, SampleFilter, TrainStream, eval_counts
+from data_shards.sample_streams import Batch, EvalStream, SampleFilter, StreamFailure, TrainStream, eval_counts
 from data_shards.shard_sets import ShardSet, resolve_sets
 from data_shards.tar_samples import SkipCounter
 from plumbing.recipes import ConfigError, validate
@@ -159,6 +162,7 @@ class ShardLoader:
         from torch.utils.data import DataLoader
 
         self._consumed = 0
+        damaged_before = self.skipped["truncated_shard"]
         import multiprocessing
 
         # fork starts workers in milliseconds; spawned ranks (mp.spawn, ddp_spawn) would otherwise
@@ -168,8 +172,13 @@ class ShardLoader:
                             worker_init_fn=_set_worker_threads if self.num_workers else None,
                             pin_memory=self.pin_memory and torch.cuda.is_available())
         for batch in loader:
+            if isinstance(batch, StreamFailure):
+                raise batch.error
             self._consumed += 1
             yield batch
+        if isinstance(self.stream, EvalStream) and not self._consumed and self.skipped["truncated_shard"] > damaged_before:
+            raise ConfigError(f"no readable sample in {self.stream.names}: this rank read none, and its shards were damaged "
+                              f"({self.skipped}); check the set with `python -m data_shards verify`")
         if isinstance(self.stream, TrainStream):
             self.stream.state.start_batch, self._consumed = 0, 0
             self.stream.state.epoch += 1

@@ -1,29 +1,47 @@
-"""The two sample streams behind the loaders: resampled training batches and exactly-once evaluation.
+"""The two sample streams behind the loaders, each a webdataset pipeline per worker and epoch.
 
-Both run inside DataLoader workers (or in the main process with no workers). A global worker is
-``rank * workers + worker_id``. Training: each global worker draws shards with replacement
-(weighted by set weight, then by shard size) from a generator seeded by (seed, epoch, start
-batch, global worker), passes samples through a shuffle buffer and yields its share of the
-epoch's fixed-size batches. Evaluation: shards (or, with fewer shards than global workers,
-samples) are dealt round-robin to global workers, so every sample is read exactly once.
+Both run inside DataLoader workers (or in the main process with no workers); a global worker is
+``rank * workers + worker_id``. Each iteration builds one ``wds.DataPipeline``:
+
+- training: shards drawn with replacement (:func:`resampled_shards`: the set by its share of
+  samples, the shard by its size) -> :func:`~data_shards.tar_samples.read_shard` (webdataset's tar
+  iteration and grouping; damage counted) -> ``wds.select`` (subject/class filter on the ``json``
+  member, before any decode) -> ``wds.shuffle`` -> ``wds.map`` (decode and augment; a corrupt
+  sample is counted by the rate-limited handler) -> ``wds.batched(partial=False)`` -> this
+  worker's share of the epoch's batches. All randomness comes from generators seeded by (seed,
+  epoch, start batch, global worker): the same configuration gives the same batches, and a resumed
+  epoch draws its remaining batches afresh (webdataset has no resume position).
+- evaluation: shards dealt round-robin to global workers, or samples by global index when shards
+  are fewer than global workers (:func:`owned_by`), so every sample is read exactly once; the last
+  batch of a worker may be partial. webdataset's ``split_by_node``/``split_by_worker`` deal only
+  whole shards, by the rank they read from the environment, not the loader's.
+
+An error that only the data reveals (every shard read unreadable, every sample filtered out or
+corrupt) ends the worker's stream with a :class:`StreamFailure` batch; the loader raises it in the
+main process as one clear error instead of DataLoader's re-raised worker traceback.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import random
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import numpy as np
 import torch
+import webdataset as wds
 from torch.utils.data import IterableDataset, get_worker_info
 
 from data_shards.decode import LabelMap, ViewConfig, sample_pixels
 from data_shards.shard_sets import ShardSet
-from data_shards.tar_samples import Sample, SkipCounter, read_shard
+from data_shards.tar_samples import Sample, SkipCounter, members, read_shard
+from plumbing.recipes import ConfigError
 
 Batch = dict[str, Any]
+Decoded = tuple[str, torch.Tensor, tuple]
 
 
 @dataclass
@@ -37,10 +55,10 @@ class SampleFilter:
     subjects: frozenset[str] | None = None
     accept: tuple[float, ...] | None = None
 
-    def keeps(self, members: dict[str, bytes], rng: np.random.Generator) -> bool:
+    def keeps(self, sample: Mapping[str, Any], rng: np.random.Generator) -> bool:
         """Whether to keep the sample; unreadable labels are kept so that decoding counts them as corrupt."""
         try:
-            record = json.loads(members["json"])
+            record = json.loads(sample["json"])
         except (KeyError, ValueError):
             return True
         if self.subjects is not None and record.get("subject") not in self.subjects:
@@ -59,7 +77,26 @@ class StreamState:
     start_batch: int = 0
 
 
-def collate(items: list[tuple[str, torch.Tensor, tuple]]) -> Batch:
+@dataclass
+class StreamFailure:
+    """An error a worker met in the data, handed to the main process in place of a batch."""
+
+    error: Exception
+
+
+@dataclass
+class Progress:
+    """Samples a training stream read from shards, and how many it had read when a sample last decoded."""
+
+    read: int = 0
+    read_at_last_decode: int = 0
+
+
+class CorruptSample(Exception):
+    """A sample that failed to decode or label (raised from the cause, named by its key)."""
+
+
+def collate(items: list[Decoded]) -> Batch:
     """Stack decoded samples into the batch contract (contiguous channels-first uint8 pixels, label tensors)."""
     first = items[0][1]
     pixels = torch.empty((len(items), *first.shape), dtype=torch.uint8)
@@ -103,6 +140,22 @@ def eval_counts(shard_samples: list[int], global_workers: int) -> list[int]:
     return counts
 
 
+def resampled_shards(sets: list[ShardSet], rng: np.random.Generator) -> Iterator[tuple[str, int]]:
+    """Endless ``(path, samples)`` draws with replacement: a set by its weight as a share of samples, then a shard by its size.
+
+    Shards are drawn in proportion to their size, so a draw from set s yields sum(n^2)/sum(n)
+    samples on average; the set probabilities divide that out (webdataset's ``ResampledShards``
+    draws shards uniformly, without weights).
+    """
+    set_p = np.array([s.weight * s.num_samples / sum(n * n for n in s.samples) for s in sets], dtype=float)
+    set_p /= set_p.sum()
+    shard_p = [np.array(s.samples, dtype=float) / s.num_samples for s in sets]
+    while True:
+        chosen = int(rng.choice(len(sets), p=set_p))
+        shard = int(rng.choice(len(sets[chosen].paths), p=shard_p[chosen]))
+        yield sets[chosen].paths[shard], sets[chosen].samples[shard]
+
+
 class _Stream(IterableDataset):
     def __init__(self, sets: list[ShardSet], labels: LabelMap, view: ViewConfig, batch_size: int, counter: SkipCounter,
                  rank: int, world: int, seed: int, keep: SampleFilter | None = None) -> None:
@@ -112,21 +165,47 @@ class _Stream(IterableDataset):
         self.keep = keep
         self.state = StreamState()
 
+    @property
+    def names(self) -> str:
+        """The manifests of the shard sets read, for error messages."""
+        return ", ".join(s.manifest.path for s in self.sets)
+
     def _worker(self) -> tuple[int, int]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         self.counter.slot = worker
         return worker, workers
 
-    def _decode(self, sample: Sample, rng: np.random.Generator) -> tuple[str, torch.Tensor, tuple] | None:
-        key, members = sample
-        if self.keep is not None and not self.keep.keeps(members, rng):
-            return None
+    def _decoder(self, rng: np.random.Generator) -> Callable[[Sample], Decoded]:
+        def decode(sample: Sample) -> Decoded:
+            key = sample["__key__"]
+            try:
+                parts = members(sample)
+                return key, sample_pixels(parts, self.view, rng), self.labels.labels(parts["json"])
+            except Exception as err:  # any failure to decode or label is a corrupt sample
+                raise CorruptSample(f"{key}: {type(err).__name__}: {err}") from err
+
+        return decode
+
+    def _pipeline(self, samples: Callable[[], Iterator[Sample]], decode: Callable[[Sample], Decoded], filter_rng: np.random.Generator,
+                  shuffle: Any = None, partial: bool = True) -> wds.DataPipeline:
+        keep = self.keep
+        return wds.DataPipeline(
+            samples,
+            wds.select(lambda sample: keep.keeps(sample, filter_rng)) if keep is not None else None,
+            shuffle,
+            wds.map(decode, handler=self.counter.handler("corrupt_sample")),
+            wds.batched(self.batch_size, collation_fn=collate, partial=partial),
+        )
+
+    def _batches(self) -> Iterator[Batch]:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[Batch | StreamFailure]:
         try:
-            return key, sample_pixels(members, self.view, rng), self.labels.labels(members["json"])
-        except Exception as err:  # any failure to decode is a corrupt sample: counted, skipped, rate-limited warning
-            self.counter.add("corrupt_sample", key, err)
-            return None
+            yield from self._batches()
+        except (ConfigError, FileNotFoundError) as err:
+            yield StreamFailure(err)
 
 
 class TrainStream(_Stream):
@@ -136,79 +215,61 @@ class TrainStream(_Stream):
         super().__init__(*args, **kwargs)
         self.batches_per_epoch, self.shuffle_buffer = batches_per_epoch, shuffle_buffer
 
-    def _resampled(self, rng: np.random.Generator) -> Iterator[Sample]:
-        # a set's weight is its share of samples: shards are drawn in proportion to their size, so a
-        # draw from set s yields sum(n^2)/sum(n) samples on average; divide that out
-        set_p = np.array([s.weight * s.num_samples / sum(n * n for n in s.samples) for s in self.sets], dtype=float)
-        set_p /= set_p.sum()
-        shard_p = [np.array(s.samples, dtype=float) / s.num_samples for s in self.sets]
+    def _samples(self, rng: np.random.Generator, progress: Progress) -> Iterator[Sample]:
+        """Samples of resampled shards; a ConfigError when no shard reads or no sample decodes for too long."""
+        shards = sum(len(s.paths) for s in self.sets)
+        limit = 2 * sum(s.num_samples for s in self.sets) + self.shuffle_buffer + 1000
         empty_in_a_row = 0
-        while True:
-            chosen = self.sets[rng.choice(len(self.sets), p=set_p)]
-            path = chosen.paths[rng.choice(len(chosen.paths), p=shard_p[self.sets.index(chosen)])]
-            read = 0
-            for sample in read_shard(path, self.counter):
-                read += 1
+        for path, expected in resampled_shards(self.sets, rng):
+            before = progress.read
+            for sample in read_shard(path, expected, self.counter):
+                progress.read += 1
+                if progress.read - progress.read_at_last_decode > limit:
+                    raise ConfigError(f"no usable sample in the last {limit} samples read from {self.names}: every one was "
+                                      f"filtered out (subjects, balance_classes) or corrupt (counts: {self.counter.local()})")
                 yield sample
-            empty_in_a_row = 0 if read else empty_in_a_row + 1
-            if empty_in_a_row > 10 + 10 * sum(len(s.paths) for s in self.sets):
-                raise RuntimeError(f"no readable sample in {empty_in_a_row} shard reads in a row; last: {path}")
+            empty_in_a_row = 0 if progress.read > before else empty_in_a_row + 1
+            if empty_in_a_row > 10 + 10 * shards:
+                raise ConfigError(f"no readable shard in {self.names}: {empty_in_a_row} shard reads in a row found no whole "
+                                  f"sample (last: {path}); check the set with `python -m data_shards verify`")
 
-    def __iter__(self) -> Iterator[Batch]:
+    def _batches(self) -> Iterator[Batch]:
         worker, workers = self._worker()
         remaining = self.batches_per_epoch - self.state.start_batch
         mine = remaining // workers + (worker < remaining % workers)
-        rng = np.random.default_rng([self.seed, self.state.epoch, self.state.start_batch, self.rank * workers + worker])
-        buffer: list[Sample] = []
-        batch: list[tuple[str, torch.Tensor, tuple]] = []
-        produced = misses = 0
-        limit = 2 * sum(s.num_samples for s in self.sets) + 1000
         if mine <= 0:
             return
-        for sample in self._resampled(rng):
-            if len(buffer) < self.shuffle_buffer:
-                buffer.append(sample)
-                continue
-            if buffer:
-                slot = int(rng.integers(len(buffer)))
-                sample, buffer[slot] = buffer[slot], sample
-            decoded = self._decode(sample, rng)
-            if decoded is None:
-                misses += 1
-                if misses > limit:
-                    raise RuntimeError(f"no usable sample in {misses} draws: every sample was filtered out or corrupt ({self.counter.local()})")
-                continue
-            misses = 0
-            batch.append(decoded)
-            if len(batch) == self.batch_size:
-                yield collate(batch)
-                batch, produced = [], produced + 1
-                if produced == mine:
-                    return
+        seeds = np.random.SeedSequence([self.seed, self.state.epoch, self.state.start_batch, self.rank * workers + worker]).spawn(4)
+        shard_rng, filter_rng, augment_rng = (np.random.default_rng(seeds[i]) for i in (0, 1, 2))
+        shuffle_rng = random.Random(int(seeds[3].generate_state(1)[0]))
+        progress = Progress()
+        decode = self._decoder(augment_rng)
+
+        def decode_and_note(sample: Sample) -> Decoded:
+            result = decode(sample)
+            progress.read_at_last_decode = progress.read
+            return result
+
+        buffer = self.shuffle_buffer
+        shuffle = wds.shuffle(buffer, initial=buffer, rng=shuffle_rng) if buffer > 1 else None
+        pipeline = self._pipeline(lambda: self._samples(shard_rng, progress), decode_and_note, filter_rng, shuffle, partial=False)
+        yield from islice(pipeline, mine)
 
 
 class EvalStream(_Stream):
     """Every sample of every set exactly once across ranks and workers, in shard order; last batch partial."""
 
-    def __iter__(self) -> Iterator[Batch]:
-        worker, workers = self._worker()
-        total_workers = self.world * workers
-        me = self.rank * workers + worker
-        rng = np.random.default_rng(self.seed)
+    def _samples(self, me: int, total_workers: int) -> Iterator[Sample]:
         shards = [(path, samples) for s in self.sets for path, samples in zip(s.paths, s.samples)]
         plan = owned_by([samples for _, samples in shards], total_workers)
-        batch: list[tuple[str, torch.Tensor, tuple]] = []
-        for (path, _), (owner, offset) in zip(shards, plan):
+        for (path, samples), (owner, offset) in zip(shards, plan):
             if owner >= 0 and owner != me:
                 continue
             keep = (lambda j: True) if owner >= 0 else (lambda j, o=offset: (o + j) % total_workers == me)
-            for sample in read_shard(path, self.counter, keep):
-                decoded = self._decode(sample, rng)
-                if decoded is None:
-                    continue
-                batch.append(decoded)
-                if len(batch) == self.batch_size:
-                    yield collate(batch)
-                    batch = []
-        if batch:
-            yield collate(batch)
+            yield from read_shard(path, samples, self.counter, keep)
+
+    def _batches(self) -> Iterator[Batch]:
+        worker, workers = self._worker()
+        rng = np.random.default_rng(self.seed)
+        pipeline = self._pipeline(lambda: self._samples(self.rank * workers + worker, self.world * workers), self._decoder(rng), rng)
+        yield from pipeline

@@ -1,6 +1,7 @@
 """Check shard sets against their manifests: size and checksum, tar integrity, decodes, label schema.
 
-:func:`verify_shard` reads one shard completely and returns its problems; :func:`verify_sets`
+:func:`verify_shard` reads one shard completely with the loaders' reader
+(:func:`~data_shards.tar_samples.shard_samples`) and returns its problems; :func:`verify_sets`
 checks every shard of every set (in parallel), prints counts and each problem, and returns
 whether everything is whole.
 """
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tarfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +17,7 @@ from pathlib import Path
 from data_shards.manifest import Manifest, ShardRecord, read_manifest
 from data_shards.media import decode_jpeg
 from data_shards.schema import label_problems
-from data_shards.tar_samples import iter_samples
+from data_shards.tar_samples import TAR_DAMAGE, describe, members, shard_samples
 from plumbing.files import file_sha256
 
 
@@ -72,11 +72,11 @@ def verify_shard(manifest: Manifest, record: ShardRecord) -> ShardCheck:
     if file_sha256(path) != record.sha256:
         check.problems.append("sha256 differs from the manifest")
     try:
-        for key, members in iter_samples(path):
-            check.frames += _check_sample(key, members, manifest, check.problems)
+        for sample in shard_samples(path):
+            check.frames += _check_sample(sample["__key__"], members(sample), manifest, check.problems)
             check.samples += 1
-    except (tarfile.TarError, OSError, EOFError, ValueError, UnicodeDecodeError) as err:
-        check.problems.append(f"damaged tar: {err}")
+    except TAR_DAMAGE as err:
+        check.problems.append(f"damaged tar: {describe(err)}")
     if check.samples != record.samples:
         check.problems.append(f"{check.samples} samples, the manifest says {record.samples}")
     return check

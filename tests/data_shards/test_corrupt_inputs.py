@@ -9,7 +9,8 @@ import pytest
 from data_shards.loaders import LoaderConfig, eval_loader, train_loader
 from data_shards.manifest import read_manifest
 from data_shards.verify import verify_sets
-from tests.data_shards.damage import copy_set, corrupt_member, truncate, truncate_between_members
+from plumbing.recipes import ConfigError
+from tests.data_shards.damage import copy_set, corrupt_every, corrupt_member, overwrite, truncate, truncate_between_members
 
 
 @pytest.fixture()
@@ -71,13 +72,35 @@ def test_verify_catches_labels_outside_the_schema(demo_shards: dict[str, str], t
     assert "AU '99' is not in the manifest" in out and "expression=40" in out and "valence=3" in out
 
 
-def test_a_tar_cut_between_members_is_still_truncated(demo_shards: dict[str, str], tmp_path: Path) -> None:
+@pytest.mark.parametrize(("members", "whole"), [(10, 4), (11, 5)])
+def test_a_tar_cut_between_members_is_still_truncated(demo_shards: dict[str, str], tmp_path: Path, members: int, whole: int) -> None:
     folder = copy_set(demo_shards["images-val"], tmp_path / "cut")
     shards = sorted(folder.glob("shard-*.tar"))
-    truncate_between_members(shards[0], keep_members=10)  # 5 whole samples (jpg + json), then nothing
+    truncate_between_members(shards[0], keep_members=members)  # jpg + json per sample; no end-of-archive block
     loader = eval_loader(LoaderConfig(shards=[str(folder)], batch_size=64, num_workers=0))
     keys = [key for batch in loader for key in batch["key"]]
-    # the 5th sample may have had more members after the cut: only the 4 known whole are kept
-    assert len(keys) == read_manifest(folder).num_samples - read_manifest(folder).shards[0].samples + 4
+    # the last sample before the cut may have had more members after it: only the ones known whole
+    # are kept, and the cut-off one is not decoded (not counted as corrupt)
+    assert len(keys) == read_manifest(folder).num_samples - read_manifest(folder).shards[0].samples + whole
     assert loader.skipped == {"corrupt_sample": 0, "truncated_shard": 1}
     assert verify_sets([str(folder)]) is False
+
+
+@pytest.mark.parametrize("loader", [train_loader, eval_loader])
+def test_every_shard_unreadable_is_one_clear_error(demo_shards: dict[str, str], tmp_path: Path, loader) -> None:
+    folder = copy_set(demo_shards["images-train"], tmp_path / "unreadable")
+    for shard in folder.glob("shard-*.tar"):
+        overwrite(shard)
+    with pytest.raises(ConfigError, match="no readable") as raised:
+        list(loader(LoaderConfig(shards=[str(folder)], batch_size=16, num_workers=2, shuffle_buffer=10)))
+    message = str(raised.value)
+    assert "\n" not in message and str(folder / "manifest.json") in message and "verify" in message  # one line naming the set
+
+
+def test_every_sample_corrupt_is_one_clear_error(demo_shards: dict[str, str], tmp_path: Path) -> None:
+    folder = copy_set(demo_shards["images-val"], tmp_path / "labels")
+    for shard in folder.glob("shard-*.tar"):
+        corrupt_every(shard, ".json", b"{not json")
+    with pytest.raises(ConfigError, match="no usable sample") as raised:
+        list(train_loader(LoaderConfig(shards=[str(folder)], batch_size=8, num_workers=2, shuffle_buffer=10)))
+    assert "\n" not in str(raised.value) and str(folder / "manifest.json") in str(raised.value)
