@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import timm
 import torch
+from perturbed_weights import perturbed
 from timm.data import resolve_data_config
 
 import pretrain.release.timm_models  # noqa: F401  (registers the face_vit_* names)
@@ -21,15 +22,6 @@ from pretrain.model.vit import VisionTransformer
 from pretrain.release.pretrained import write_release
 
 TINY = ViTConfig.preset("tiny", img_size=64)  # 192 wide, 12 blocks, 3 heads; a 4x4 grid keeps it quick
-
-
-def perturbed(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Weights away from their initialisation (non-zero biases, non-unit norms), so every tensor matters."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.add_(torch.randn_like(parameter) * 0.05)
-    return model.eval()
 
 
 def from_release(folder: Path, name: str = "face_vit_tiny_patch16", **kwargs: object) -> torch.nn.Module:

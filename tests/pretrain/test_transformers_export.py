@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
+from perturbed_weights import perturbed
 from safetensors.torch import load_file, save_file
 
 from plumbing.recipes import ConfigError
@@ -23,14 +24,6 @@ from pretrain.release.pretrained import write_release
 from pretrain.release.transformers_export import check_export, export_transformers, transformers_outputs
 
 SMALL = ViTConfig.preset("tiny", img_size=32, num_frames=4, depth=2)  # 192 wide, 3 heads, a 2x2 grid, 2 temporal slices
-
-
-def perturbed(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.add_(torch.randn_like(parameter) * 0.05)
-    return model.eval()
 
 
 def loaded(cls: type, folder: Path) -> torch.nn.Module:
