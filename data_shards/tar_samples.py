@@ -89,6 +89,15 @@ class TruncatedTar(EOFError):
     """The tar ends inside a header or a member, or without its end-of-archive block."""
 
 
+def _octal(field: bytes, empty: int) -> int:
+    """A header's octal number field; ``empty`` when blank, -1 when not a number."""
+    digits = field.strip(b"\0 ")
+    try:
+        return int(digits, 8) if digits else empty
+    except ValueError:
+        return -1
+
+
 def tar_members(stream: BinaryIO, path: str) -> Iterator[dict[str, Any]]:
     """Each regular file of a tar stream as webdataset's file dict (``fname``, ``data``, ``__url__``).
 
@@ -104,10 +113,11 @@ def tar_members(stream: BinaryIO, path: str) -> Iterator[dict[str, Any]]:
             raise TruncatedTar("ends without the end-of-archive block (cut short)")
         if len(header) < 512:
             raise TruncatedTar("ends inside a tar header")
-        stored = header[148:156].strip(b"\0 ")
-        if not stored or int(stored, 8) != sum(header[:148]) + 256 + sum(header[156:]):
-            raise tarfile.HeaderError("bad tar header checksum")
-        size = int(header[124:136].strip(b"\0 ") or b"0", 8)
+        if _octal(header[148:156], -1) != sum(header[:148]) + 256 + sum(header[156:]):
+            raise tarfile.HeaderError("bad tar header checksum (or not a tar)")
+        size = _octal(header[124:136], 0)
+        if size < 0:
+            raise tarfile.HeaderError("bad tar header size")
         kind = header[156:157]
         data = stream.read(size)
         if len(data) < size:
