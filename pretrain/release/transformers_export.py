@@ -155,13 +155,13 @@ def export_transformers(release: str | Path, out: str | Path) -> Path:
     ``ViTMAEModel`` for an encoder with a CLS token, ``VideoMAEModel`` without (see the module
     docstring); the folder is checked by loading it back before it appears.
     """
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"--out {out}: exists and is not empty; choose a new folder")
     loaded = read_release(release)
     model = model_from_config(loaded.config)
     model.load_state_dict(loaded.state_dict, strict=True)
     encoder = getattr(model, "encoder", model).eval()
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"--out {out}: exists and is not empty; choose a new folder")
     hf_config, weights = vitmae_export(encoder) if encoder.cls_token is not None else videomae_export(encoder, str(release))
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(f".{out.name}.partial-{uuid.uuid4().hex[:8]}")
