@@ -81,8 +81,9 @@ def timm_state_dict(state: dict[str, torch.Tensor], model: TimmVisionTransformer
     return out
 
 
-def _release_arguments(file: str, name: str) -> tuple[dict[str, Any], tuple[int, int]]:
-    """Model arguments and spatial token grid of the (verified) release folder holding ``file``."""
+def _release_arguments(file: str, name: str, size: dict[str, int]) -> tuple[dict[str, Any], tuple[int, int]]:
+    """Model arguments and spatial token grid of the (verified) release folder holding ``file``;
+    its width, depth and heads must be ``size``."""
     folder = Path(file).parent
     if not (folder / CONFIG_FILE).is_file():
         raise FileNotFoundError(
@@ -91,12 +92,11 @@ def _release_arguments(file: str, name: str) -> tuple[dict[str, Any], tuple[int,
         )
     release = read_release(folder)
     encoder = release.config.encoder if isinstance(release.config, MAEConfig) else release.config
-    size = MODEL_NAMES[name]
-    found = {key: getattr(encoder, key) for key in VIT_SIZES[size]}
-    if found != VIT_SIZES[size]:
+    found = {key: getattr(encoder, key) for key in size}
+    if found != size:
         matching = [n for n, s in MODEL_NAMES.items() if VIT_SIZES[s] == found]
-        hint = f"create {matching[0]!r} instead" if matching else "its size is not a standard one; pass embed_dim/depth/num_heads"
-        raise ValueError(f"{folder}: the release is a ViT with {found}, not {name} ({VIT_SIZES[size]}); {hint}")
+        hint = f"create {matching[0]!r} instead" if matching else f"its size is not a standard one; pass {found} as keyword arguments"
+        raise ValueError(f"{folder}: the release is a ViT with {found}, not {name} with {size}; {hint}")
     arguments = dict(
         img_size=encoder.img_size, patch_size=encoder.patch_size, in_chans=encoder.in_chans, mlp_ratio=encoder.mlp_ratio,
         qkv_bias=encoder.qkv_bias, class_token=encoder.cls_token,
@@ -108,10 +108,11 @@ def _release_arguments(file: str, name: str) -> tuple[dict[str, Any], tuple[int,
 def create_face_vit(name: str, pretrained: bool = False, **kwargs: Any) -> TimmVisionTransformer:
     """Build ``name`` (a ``face_vit_*`` model) with timm, from the release named by ``pretrained_cfg_overlay['file']``."""
     overlay = dict(kwargs.pop("pretrained_cfg_overlay", None) or {})
-    arguments: dict[str, Any] = dict(patch_size=PATCH, **VIT_SIZES[MODEL_NAMES[name]])
+    size = {key: kwargs.get(key, value) for key, value in VIT_SIZES[MODEL_NAMES[name]].items()}
+    arguments: dict[str, Any] = dict(patch_size=PATCH, **size)
     grid = None
     if pretrained and overlay.get("file"):
-        from_release, grid = _release_arguments(overlay["file"], name)
+        from_release, grid = _release_arguments(overlay["file"], name, size)
         arguments.update(from_release)
     arguments.update(kwargs)
     image = arguments.setdefault("img_size", 224)

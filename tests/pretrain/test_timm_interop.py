@@ -80,6 +80,13 @@ def test_fresh_model_starts_from_our_table_and_wrong_inputs_are_named(tmp_path: 
     folder, _ = mae_release
     with pytest.raises(ValueError, match="create 'face_vit_tiny_patch16' instead"):
         from_release(folder, name="face_vit_base_patch16")
+    shallow = perturbed(VisionTransformer(ViTConfig.preset("tiny", img_size=32, depth=2)), 5)  # not a standard size
+    shallow_folder = write_release(shallow, shallow.config, tmp_path / "shallow")
+    with pytest.raises(ValueError, match="not a standard one; pass {'embed_dim': 192, 'depth': 2, 'num_heads': 3}"):
+        from_release(shallow_folder)
+    images = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(from_release(shallow_folder, depth=2)(images), shallow(images), atol=2e-5, rtol=2e-5)
     bare = tmp_path / "bare"
     bare.mkdir()
     (bare / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes())
