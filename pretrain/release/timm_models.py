@@ -17,7 +17,7 @@ what an image sees), the first temporal slice of our position table, a CLS token
 position (``no_embed_class``), the final norm before pooling and the mean of the patch tokens as
 the pooled feature (``global_pool="avg"``, ``fc_norm=False``). The release's ``config.json``
 beside the weights file supplies image size, patch size, channels, CLS token, qkv bias and MLP
-ratio (explicit keyword arguments still win); its width, depth and heads must be the name's.
+ratio (explicit keyword arguments still win); its width, depth and heads must be the name's or the keyword arguments'.
 The release is checked first with :func:`pretrain.release.pretrained.read_release` (format,
 config, weights checksum); timm then loads the file itself and our filter maps the tensors
 to its layout. Another ``img_size`` rebuilds our
