@@ -1,13 +1,18 @@
-"""Data throughput: our shard pipeline vs one JPEG file per image (ImageFolder + PIL), on the same images.
+"""Data throughput: our shard pipeline vs webdataset's default PIL pipeline and ImageFolder + PIL, on the same images.
 
 Prints, in one run: shard building in images/s per process; training-input images/s per worker
-for (a) the shard pipeline (simplejpeg decode, random resized crop, flip, uint8 batches) and
-(b) the usual baseline (one JPEG per image, PIL decode, torchvision RandomResizedCrop and flip,
-uint8 batches); clips/s per worker for 16-frame clips; and the clip storage choice (16 JPEG
-frames vs one mp4: decode time and size). "Per worker" = one process, one thread (num_workers=0,
-torch.set_num_threads(1)), so the figure is also a per-core figure.
+for (a) our shard pipeline (``train_loader``: a webdataset pipeline over our tar parser,
+simplejpeg decode, random resized crop with torch's uint8 kernel, flip, uint8 batches), (a2) the
+same pipeline with webdataset's own tar reading (``tar_file_expander``, tarfile) in place of our
+parser, (b) webdataset's default pipeline over the same shards (``WebDataset(...).shuffle()
+.decode("pil")``, torchvision RandomResizedCrop and flip on PIL images, ``batched``) and (c) the
+usual file baseline (one JPEG per image, torchvision ``ImageFolder``, PIL, the same transforms);
+clips/s per worker for 16-frame clips; and the clip storage choice (16 JPEG frames vs one mp4:
+decode time and size). "Per worker" = one process, one thread (num_workers=0,
+torch.set_num_threads(1)), so the figure is also a per-core figure. The image pipelines are
+timed in turn, ``--rounds`` times; the medians are printed.
 
-    python benchmarks/data_throughput.py [--images 2000] [--clips 64] [--size 224] [--out /tmp/bench]
+    python benchmarks/data_throughput.py [--images 2000] [--clips 64] [--size 224] [--rounds 3] [--out /tmp/bench]
 """
 
 from __future__ import annotations
@@ -20,10 +25,14 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, BinaryIO
+from unittest import mock
 
 import numpy as np
 import torch
+from webdataset.tariterators import tar_file_expander
 
+from data_shards import tar_samples
 from data_shards.build import BuildConfig, BuildReport, build_shards
 from data_shards.loaders import LoaderConfig, train_loader
 from data_shards.media import encode_jpeg
@@ -95,17 +104,51 @@ def shard_rate(manifest: str, modality: str, size: int, batches: int) -> tuple[f
     return timed(iter(train_loader(config)), batches)
 
 
-def baseline_rate(root: Path, size: int, batches: int) -> tuple[float, float]:
-    """Images/s of an ImageFolder-style dataset (one JPEG per file, PIL) with the same crop and flip, uint8 output."""
-    from torch.utils.data import DataLoader
-    from torchvision import datasets, transforms
+def webdataset_tar_members(stream: BinaryIO, path: str) -> Iterator[dict[str, Any]]:
+    """webdataset's own tar iteration (tarfile in stream mode), in the place of our parser ``tar_samples.tar_members``."""
+    return tar_file_expander([{"url": path, "stream": stream}], eof_value=None)
 
-    augment = transforms.Compose([
+
+def webdataset_reader_rate(manifest: str, size: int, batches: int) -> tuple[float, float]:
+    """(a2): our training pipeline with webdataset's tar reading swapped in for our parser."""
+    with mock.patch.object(tar_samples, "tar_members", webdataset_tar_members):
+        return shard_rate(manifest, "image", size, batches)
+
+
+def pil_augment(size: int) -> Callable:
+    """torchvision's random resized crop and flip on a PIL image, to a uint8 tensor (the baselines' transform)."""
+    from torchvision import transforms
+
+    return transforms.Compose([
         transforms.RandomResizedCrop(size, scale=CROP_SCALE, antialias=True),
         transforms.RandomHorizontalFlip(),
         transforms.PILToTensor(),
     ])
-    dataset = datasets.ImageFolder(str(root / "images"), transform=augment)
+
+
+def webdataset_rate(manifest: str, size: int, batches: int) -> tuple[float, float]:
+    """Images/s of webdataset's default pipeline on our shards: resampled shards, shuffle, PIL decode, torchvision transforms."""
+    import webdataset as wds
+
+    from data_shards.manifest import read_manifest
+
+    dataset = (
+        wds.WebDataset(read_manifest(manifest).shard_paths(), resampled=True, shardshuffle=False)
+        .shuffle(256)
+        .decode("pil")
+        .to_tuple("jpg", "json")
+        .map_tuple(pil_augment(size), lambda labels: labels)
+        .batched(32, partial=False)
+    )
+    return timed(iter(wds.WebLoader(dataset, batch_size=None, num_workers=0)), batches)
+
+
+def imagefolder_rate(root: Path, size: int, batches: int) -> tuple[float, float]:
+    """Images/s of an ImageFolder-style dataset (one JPEG per file, PIL) with the same crop and flip, uint8 output."""
+    from torch.utils.data import DataLoader
+    from torchvision import datasets
+
+    dataset = datasets.ImageFolder(str(root / "images"), transform=pil_augment(size))
     return timed(iter(DataLoader(dataset, batch_size=32, shuffle=True, num_workers=0)), min(batches, len(dataset) // 32 - 1))
 
 
@@ -157,6 +200,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=64)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batches", type=int, default=40, help="timed batches per measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="times (a), (b) and (c) are each measured, in turn")
     parser.add_argument("--out", default="/tmp/face-data-bench")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -181,11 +225,24 @@ def main() -> None:
     print(f"build (1 writer process): {clip_report.samples_written / clip_report.seconds:.1f} clips/s wall clock, "
           f"{clip_report.samples_written / cpu:.1f} clips per CPU-second")
 
-    ours = shard_rate(report.manifest, "image", args.size, args.batches)
-    base = baseline_rate(root, args.size, args.batches)
-    print(f"(a) shard pipeline: {ours[0]:.0f} images/s per worker wall clock, {ours[1]:.0f} images per CPU-second (per core)")
-    print(f"(b) ImageFolder + PIL baseline: {base[0]:.0f} images/s per worker wall clock, {base[1]:.0f} images per CPU-second (per core)")
-    print(f"speed-up (a)/(b): {ours[0] / base[0]:.2f}x wall clock, {ours[1] / base[1]:.2f}x per core")
+    pipelines = {
+        "(a) our shard pipeline": lambda: shard_rate(report.manifest, "image", args.size, args.batches),
+        "(a2) the same, tars read by webdataset's tarfile": lambda: webdataset_reader_rate(report.manifest, args.size, args.batches),
+        "(b) webdataset default (PIL + torchvision)": lambda: webdataset_rate(report.manifest, args.size, args.batches),
+        "(c) ImageFolder + PIL": lambda: imagefolder_rate(root, args.size, args.batches),
+    }
+    rates: dict[str, list[tuple[float, float]]] = {name: [] for name in pipelines}
+    for _ in range(args.rounds):
+        for name, measure in pipelines.items():
+            rates[name].append(measure())
+    median = {name: (float(np.median([r[0] for r in runs])), float(np.median([r[1] for r in runs]))) for name, runs in rates.items()}
+    for name, (wall, cpu) in median.items():
+        per_round = ", ".join(f"{r[1]:.0f}" for r in rates[name])
+        print(f"{name}: {wall:.0f} images/s per worker wall clock, {cpu:.0f} images per CPU-second (per core; rounds: {per_round})")
+    ours, wds_reader, wds_default, folder = median.values()
+    print(f"speed-up (a)/(a2), our tar parser over webdataset's: {ours[0] / wds_reader[0]:.2f}x wall clock, {ours[1] / wds_reader[1]:.2f}x per core")
+    print(f"speed-up (a)/(b): {ours[0] / wds_default[0]:.2f}x wall clock, {ours[1] / wds_default[1]:.2f}x per core")
+    print(f"speed-up (a)/(c): {ours[0] / folder[0]:.2f}x wall clock, {ours[1] / folder[1]:.2f}x per core")
     clips = shard_rate(clip_report.manifest, "clip", args.size, max(4, args.batches // 4))
     print(f"clips (16 frames, stride 1): {clips[0]:.1f} clips/s per worker wall clock, {clips[1]:.1f} clips per CPU-second ({clips[1] * 16:.0f} frames)")
     fmt = clip_format(root)
