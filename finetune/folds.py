@@ -234,7 +234,8 @@ def summarise(output_dir: Path, k: int, seeds: Sequence[int] = ()) -> dict[str, 
 def summary_table(summary: dict[str, Any], partition: str = "") -> str:
     """The summary as text: one line per metric with each fold, the mean, the std and the 95% interval."""
     folds = [str(f) for f in summary["finished"]]
-    lines = [f"folds summary: {summary['runs']} runs ({len(folds)} folds x {max(1, len(summary['seeds']))} seeds)"
+    seeds = max(1, len(summary["seeds"]))
+    lines = [f"folds summary: {summary['runs']} runs ({len(folds)} folds x {seeds} seed{'s' if seeds > 1 else ''})"
              + (f", {partition}" if partition else "") + "; mean, sample std and 95% t-interval over all runs"]
     width = max([len(n) for n in summary["metrics"]] + [6])
     lines.append(f"{'metric':<{width}}  " + "  ".join(f"{'fold' + f:>7}" for f in folds) + f"  {'mean':>7}  {'std':>7}  95% interval")
