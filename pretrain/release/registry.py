@@ -22,6 +22,7 @@ import hashlib
 import importlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -118,7 +119,7 @@ def resolving(uri: str, store: str, flag: str = "") -> Iterator[None]:
     except MlflowException as err:
         if err.error_code not in NOT_FOUND_CODES:
             raise
-        message = " ".join(str(err.message).split()).rstrip(".")
+        message = re.sub(r"^[A-Z_]+: ", "", " ".join(str(err.message).split())).rstrip(".")  # over HTTP it starts with the code
         known = registered_names_hint() if uri.startswith("models:/") else ""
         raise ConfigError(f"{uri}: {message} in the MLflow store {store}{known}; {store_advice(flag)} to the store it was released to") from None
 
