@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from data_shards.decode import ViewOptions
 from data_shards.loaders import LoaderConfig, ShardLoader, rank_and_world, train_loader
 
 log = logging.getLogger(__name__)
@@ -41,18 +40,8 @@ def epoch_schedule(image_steps: int, clip_steps: int, seed: int, epoch: int) -> 
     return order.tolist()
 
 
-def with_view_options(loader: ShardLoader, options: ViewOptions) -> ShardLoader:
-    """``loader`` with its views built with ``options`` (interpolation, RandAugment, repeats, multi-view test).
-
-    :class:`~data_shards.loaders.LoaderConfig` does not carry these options yet: they are set on
-    the loader's stream before its first iteration (workers start from that stream).
-    """
-    loader.stream.view = dataclasses.replace(loader.stream.view, options=options)
-    return loader
-
-
-def sized_train_loader(config: LoaderConfig, passes: float, options: ViewOptions, **overrides: Any) -> ShardLoader:
-    """A training loader over ``passes`` of its set per epoch (at least one step), its views built with ``options``.
+def sized_train_loader(config: LoaderConfig, passes: float, **overrides: Any) -> ShardLoader:
+    """A training loader over ``passes`` of its set per epoch (at least one step).
 
     A pass is ``config.samples_per_epoch`` samples, or the set's (filtered) manifest count.
     """
@@ -61,7 +50,7 @@ def sized_train_loader(config: LoaderConfig, passes: float, options: ViewOptions
     if passes != 1.0:
         steps = max(1, round(passes * len(loader)))
         loader = train_loader(config, samples_per_epoch=steps * config.batch_size * rank_and_world(config)[1])
-    return with_view_options(loader, options)
+    return loader
 
 
 def flatten_views(batch: dict[str, Any]) -> dict[str, Any]:

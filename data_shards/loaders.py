@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import torch
 
-from data_shards.decode import LabelMap, ViewConfig
+from data_shards.decode import LabelMap, ViewConfig, ViewOptions
 from data_shards.sample_streams import Batch, EvalStream, SampleFilter, StreamFailure, TrainStream, eval_counts
 from data_shards.shard_sets import ShardSet, resolve_sets
 from data_shards.tar_samples import SkipCounter
@@ -56,6 +56,7 @@ class LoaderConfig:
         pin_memory: pin batches in page-locked memory when CUDA is available (faster, asynchronous copies to the GPU).
         rank: this process's rank; -1 = torch.distributed when initialised, else ``$RANK`` (0).
         world_size: number of ranks; -1 = torch.distributed when initialised, else ``$WORLD_SIZE`` (1).
+        view_options: interpolation, RandAugment, repeated sampling and multi-view test of each view.
     """
 
     shards: list[str] = field(default_factory=list)
@@ -77,6 +78,7 @@ class LoaderConfig:
     pin_memory: bool = True
     rank: int = -1
     world_size: int = -1
+    view_options: ViewOptions = field(default_factory=ViewOptions)
 
     def problems(self) -> Problems:
         """Impossible settings as (field, reason) pairs."""
@@ -190,7 +192,7 @@ def _build(config: LoaderConfig, train: bool) -> tuple[list[ShardSet], LabelMap,
     labels = LabelMap([s.manifest for s in sets])
     img_size = config.img_size or sets[0].manifest.img_size
     view = ViewConfig(config.modality, img_size, config.num_frames if config.modality == "clip" else 1, config.frame_stride,
-                      config.crop_scale, config.crop_ratio, config.hflip, train)
+                      config.crop_scale, config.crop_ratio, config.hflip, train, config.view_options)
     rank, world = rank_and_world(config)
     return sets, labels, view, rank, world
 

@@ -21,7 +21,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_info
 
 from data_shards.decode import LabelMap, ViewOptions
-from data_shards.interleave import InterleavedBatches, sized_train_loader, with_view_options
+from data_shards.interleave import InterleavedBatches, sized_train_loader
 from data_shards.loaders import LoaderConfig, ShardLoader, eval_loader
 from data_shards.shard_sets import ShardSet, resolve_sets
 from finetune.config import AugmentConfig, FinetuneConfig
@@ -168,8 +168,8 @@ class FinetuneDataModule(pl.LightningDataModule):
             augment: AugmentConfig = getattr(data, f"{modality}_augment")
             options = ViewOptions(augment.interpolation, augment.rand_augment, data.clip_repeats if modality == "clip" else 1)
             loaders[modality] = sized_train_loader(
-                self._loader_config(modality, getattr(data, f"{modality}_batch_size")), getattr(data, f"{modality}_passes"), options,
-                shards=getattr(data, f"{modality}_train"), subjects=list(data.train_subjects), balance_classes=modality in data.class_balanced,
+                self._loader_config(modality, getattr(data, f"{modality}_batch_size")), getattr(data, f"{modality}_passes"),
+                view_options=options, shards=getattr(data, f"{modality}_train"), subjects=list(data.train_subjects), balance_classes=modality in data.class_balanced,
             )
         return loaders
 
@@ -205,7 +205,7 @@ class FinetuneDataModule(pl.LightningDataModule):
             multi_view = split == "test" and modality == "clip"
             options = ViewOptions(test_clips=data.test_clips, test_crops=data.test_crops) if multi_view else ViewOptions()
             config = self._loader_config(modality, getattr(data, f"{modality}_batch_size"))
-            loader = with_view_options(eval_loader(config, shards=shards, subjects=list(subjects)), options)
+            loader = eval_loader(config, shards=shards, subjects=list(subjects), view_options=options)
             loaders.append((loader, options.test_clips * options.test_crops))
         return loaders
 

@@ -64,7 +64,7 @@ class PretrainDataModule(pl.LightningDataModule):
             options = ViewOptions(interpolation=data.interpolation if image else "bilinear", repeats=1 if image else data.clip_repeats)
             passes = data.image_passes if image else data.clip_passes
             config = loader_config(data, self.encoder, modality, self.seed)
-            loaders[modality] = sized_train_loader(config, passes, options, rank=rank, world_size=self.world_size)
+            loaders[modality] = sized_train_loader(config, passes, rank=rank, world_size=self.world_size, view_options=options)
         return loaders
 
     def steps_per_epoch(self) -> dict[str, int]:
