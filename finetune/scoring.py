@@ -5,8 +5,9 @@ checksummed, network rebuilt from config and safetensors); each test set is read
 :func:`data_shards.loaders.eval_loader`. Metrics: AU F1 at threshold 0.5 and at the thresholds
 chosen on validation (recorded in the release), WAR and UAR for expressions. Beside them, per
 modality: the samples scored, the samples the manifests promise, the ones missing and the
-corrupt samples and truncated shards skipped on the way; a set with missing samples is also
-reported on stderr, so a metric over part of a test set is never mistaken for the whole.
+corrupt samples and truncated shards skipped on the way; one summary line per modality on stderr
+says the same (a ``warning:`` when samples are missing), so a metric over part of a test set is
+never mistaken for the whole. At an interactive terminal a progress bar counts the batches.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from data_shards.shard_sets import ShardSet, resolve_sets
 from finetune.metrics import DEFAULT_THRESHOLDS, MaskedMultilabelF1, f1_at_indices, uar, war
 from finetune.release import load_task_model
 from finetune.task_model import head_name
+from plumbing.console import interactive_console
 from plumbing.recipes import ConfigError
 
 
@@ -39,7 +41,7 @@ def score_modality(release: Any, shards: Sequence[str], modality: str, batch_siz
     """Test metrics of one modality's heads over every sample of ``shards``."""
     import torch
     from torchmetrics.classification import MulticlassConfusionMatrix
-
+    from tqdm import tqdm
 
     spec, encoder = release.spec, release.encoder_config
     sets = resolve_sets(list(shards), [], modality)
@@ -53,8 +55,9 @@ def score_modality(release: Any, shards: Sequence[str], modality: str, batch_siz
     f1 = MaskedMultilabelF1(len(spec.au_ids)) if "au" in heads else None
     confusion = MulticlassConfusionMatrix(len(spec.class_names), ignore_index=-1) if "expression" in heads else None
     samples = 0
+    batches = tqdm(loader, total=len(loader), desc=f"scoring {modality}s", unit="batch", file=sys.stderr, disable=not interactive_console(sys.stderr))
     with torch.inference_mode():
-        for batch in loader:
+        for batch in batches:
             out = release.model(normalize_pixels(batch["pixels"]), list(heads.values()))
             samples += batch["pixels"].shape[0]
             if f1 is not None:
@@ -75,15 +78,15 @@ def score_modality(release: Any, shards: Sequence[str], modality: str, batch_siz
 
 
 def sample_counts(modality: str, scored: int, expected: int, skipped: dict[str, int]) -> dict[str, float]:
-    """``test/samples_*`` counts of one modality; a line on stderr when samples are missing or were skipped."""
+    """``test/samples_*`` counts of one modality, and their summary line on stderr (a warning when samples are missing)."""
     counts = {
         f"test/samples_{modality}": float(scored), f"test/samples_expected_{modality}": float(expected),
         f"test/samples_missing_{modality}": float(expected - scored),
         **{f"test/samples_skipped_{kind}_{modality}": float(count) for kind, count in sorted(skipped.items())},
     }  # fmt: skip
-    if scored < expected or any(skipped.values()):
-        damage = ", ".join(f"{count} {kind.replace('_', ' ')}(s) skipped" for kind, count in sorted(skipped.items()) if count)
-        print(f"warning: scored {scored} of the {expected} {modality} samples the manifests list" + (f"; {damage}" if damage else ""), file=sys.stderr)
+    damage = ", ".join(f"{count} {kind.replace('_', ' ')}(s)" for kind, count in sorted(skipped.items()) if count) or "nothing"
+    summary = f"scored {scored} of the {expected} {modality} samples the manifests list; skipped {damage}"
+    print(f"warning: {summary}" if scored < expected else summary, file=sys.stderr)
     return counts
 
 
