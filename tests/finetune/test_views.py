@@ -7,8 +7,9 @@ frames a view holds can be read back from its pixels.
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from data_shards.decode import ViewConfig, ViewOptions, rand_augment_frames, sample_pixels
+from data_shards.decode import ViewConfig, ViewOptions, _rand_augment, posterize_to_bits, rand_augment_frames, sample_pixels
 from data_shards.media import encode_jpeg
 from finetune.lightning_module import erase_randomly
 
@@ -109,3 +110,12 @@ def test_random_erasing_boxes_are_shared_by_the_frames(shape: tuple[int, ...]) -
     untouched = torch.zeros(shape)
     erase_randomly(untouched, 0.0)
     assert not untouched.any()
+
+
+def test_rand_augment_posterize_to_zero_bits_gives_black_as_in_the_references() -> None:
+    """A magnitude of 10 (drawn ~2% of the time by rand-m9-mstd0.5) keeps 0 bits: black, not a 'corrupt' sample."""
+    picture = Image.new("RGB", (8, 8), (200, 120, 40))
+    assert np.array(posterize_to_bits(picture, 0)).max() == 0
+    assert np.array(posterize_to_bits(picture, 8)).tolist() == np.array(picture).tolist()
+    transform = _rand_augment("rand-m9-mstd0.5-inc1", 32, "bicubic")
+    assert all(op.aug_fn is posterize_to_bits for op in transform.ops if op.name.startswith("Posterize"))
