@@ -17,6 +17,8 @@ Two dispatch modes compute the same numbers:
   of E experts' FLOPs); the per-expert token counts are read on the host once per layer.
 - ``dense``: every expert runs on every token and unselected outputs get a zero gate (E / top_k
   times the FLOPs, no host synchronisation; batched matmuls suit GPUs).
+- ``auto`` (the default): ``dense`` on CUDA, where a host read per layer would stall the GPU's
+  queue, ``sparse`` elsewhere. The expert load is counted on the device either way.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-Dispatch = Literal["sparse", "dense"]
+Dispatch = Literal["auto", "sparse", "dense"]
 
 
 class MixtureOfAdapterExperts(nn.Module):
@@ -46,13 +48,13 @@ class MixtureOfAdapterExperts(nn.Module):
         hidden_dim: int | None = None,
         scale: float = 0.1,
         router_noise: bool = True,
-        dispatch: Dispatch = "sparse",
+        dispatch: Dispatch = "auto",
     ) -> None:
         super().__init__()
         if not 1 <= top_k <= num_experts:
             raise ValueError(f"top_k={top_k} must be in [1, num_experts={num_experts}]")
-        if dispatch not in ("sparse", "dense"):
-            raise ValueError(f"dispatch={dispatch!r} must be 'sparse' or 'dense'")
+        if dispatch not in ("auto", "sparse", "dense"):
+            raise ValueError(f"dispatch={dispatch!r} must be 'auto', 'sparse' or 'dense'")
         hidden = hidden_dim or max(1, dim // 4)
         self.num_experts, self.top_k, self.scale = num_experts, top_k, scale
         self.router_noise, self.dispatch = router_noise, dispatch
@@ -82,14 +84,22 @@ class MixtureOfAdapterExperts(nn.Module):
         shape = x.shape
         tokens = x.reshape(-1, shape[-1])
         experts, gates, probs = self.route(tokens)
-        load = torch.bincount(experts.reshape(-1), minlength=self.num_experts).to(probs.dtype) / experts.numel()
+        slots = experts.reshape(-1)
+        load = torch.zeros(self.num_experts, dtype=probs.dtype, device=probs.device).index_add_(0, slots, torch.ones_like(slots, dtype=probs.dtype))
+        load = load / slots.numel()
         self.expert_load = load
         self.balance_loss = self.num_experts * (load * probs.mean(dim=0)).sum()
-        if self.dispatch == "dense":
+        if self.resolved_dispatch(tokens.device) == "dense":
             out = self._dense(tokens, experts, gates)
         else:
             out = self._sparse(tokens, experts, gates)
         return (out * self.scale).reshape(shape)
+
+    def resolved_dispatch(self, device: torch.device) -> str:
+        """``sparse`` or ``dense``: the configured mode, or for ``auto`` the one that suits ``device``."""
+        if self.dispatch != "auto":
+            return self.dispatch
+        return "dense" if torch.device(device).type == "cuda" else "sparse"
 
     def _expert(self, index: int, x: torch.Tensor) -> torch.Tensor:
         hidden = F.gelu(torch.addmm(self.down_bias[index], x, self.down_weight[index]))
@@ -124,7 +134,7 @@ def attach_moae(
     hidden_ratio: float = 0.25,
     scale: float = 0.1,
     router_noise: bool = True,
-    dispatch: Dispatch = "sparse",
+    dispatch: Dispatch = "auto",
 ) -> list[MixtureOfAdapterExperts]:
     """Put a fresh mixture into the ``parallel_branch`` slot of the top ``top_blocks`` blocks.
 

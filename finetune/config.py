@@ -32,8 +32,9 @@ class MoAEConfig:
         scale: multiplier of the adapters' output (AdaptFormer: 0.1).
         router_noise: noisy top-k routing in training (never in evaluation).
         balance_coef: coefficient of the load-balancing loss (S4D: 1e-3).
-        dispatch: ``sparse`` (each expert on its tokens only) or ``dense`` (every expert on every
-            token, no host synchronisation; same result).
+        dispatch: ``auto`` (``dense`` on CUDA, ``sparse`` elsewhere), ``sparse`` (each expert on its
+            tokens only; one host read per layer) or ``dense`` (every expert on every token, no host
+            synchronisation; same result).
     """
 
     top_blocks: int = 0
@@ -43,7 +44,7 @@ class MoAEConfig:
     scale: float = 0.1
     router_noise: bool = True
     balance_coef: float = 1e-3
-    dispatch: Literal["sparse", "dense"] = "sparse"
+    dispatch: Literal["auto", "sparse", "dense"] = "auto"
 
     def problems(self) -> Problems:
         """Impossible settings as (field, reason) pairs."""

@@ -183,8 +183,9 @@ def run_finetuning(config: FinetuneConfig, extra_callbacks: list | None = None) 
         "trainable_parameters": counts["trainable"], "total_parameters": counts["total"], "monitor": monitor,
         **{f"{m}_steps_per_epoch": n for m, n in datamodule.steps_per_epoch().items()},
     }  # fmt: skip
-    run.record(config, {**dataclasses.asdict(config), "derived": derived}, *init_lineage(config.model.init, run.tracking_uri))
-    trainer.fit(module, datamodule=datamodule, ckpt_path=run.resume_from)
+    lineage = init_lineage(config.model.init, run.tracking_uri) if config.tracking.enabled else ({}, [])
+    run.record(config, {**dataclasses.asdict(config), "derived": derived}, *lineage)
+    trainer.fit(run.prepare(module), datamodule=datamodule, ckpt_path=run.resume_from)
 
     val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     best_path = best.best_model_path or str(checkpoint_dir(run.run_dir) / LAST_CHECKPOINT)

@@ -78,5 +78,5 @@ def run_pretraining(config: PretrainConfig, extra_callbacks: list | None = None,
         f"{run.precision} on {run.accelerator}, strategy {trainer_config.strategy}"
         + (f", resuming from {run.resume_from}" if run.resume_from else "")
     )
-    trainer.fit(module, datamodule=datamodule, ckpt_path=run.resume_from)
+    trainer.fit(run.prepare(module), datamodule=datamodule, ckpt_path=run.resume_from)
     return str(run.run_dir)

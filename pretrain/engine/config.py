@@ -69,6 +69,9 @@ class TrainerConfig:
         deepspeed_config: DeepSpeed JSON config (e.g. ``configs/deepspeed/zero2.json``); empty = Lightning's defaults for the stage.
         precision: ``auto`` (bf16-mixed on GPU, 32 on CPU), ``32``, ``bf16-mixed`` or ``16-mixed``.
         cpu_threads: torch intra-op threads per process when training on CPU; 0 = torch's default (1 avoids OpenMP spin-waits on a shared machine).
+        compile: ``torch.compile`` the stage's model (``nn.Module.compile``: parameter names and checkpoints
+            unchanged); off by default until ``benchmarks/gpu_check.py`` has measured it on your GPUs.
+            Single device or DDP only.
         seed: global seed of weights, masking and data order.
         log_every_n_steps: scalar logging period.
         image_log_every_n_steps: reconstruction picture period; 0 = off.
@@ -86,6 +89,7 @@ class TrainerConfig:
     deepspeed_config: str = ""
     precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = "auto"
     cpu_threads: int = 0
+    compile: bool = False
     seed: int = 0
     log_every_n_steps: int = 50
     image_log_every_n_steps: int = 1000
@@ -106,6 +110,8 @@ class TrainerConfig:
             found.append(("image_log_every_n_steps", "must be >= 0"))
         if self.cpu_threads < 0:
             found.append(("cpu_threads", "must be >= 0 (0 = torch's default)"))
+        if self.compile and self.strategy in ("fsdp", "deepspeed_stage_2", "deepspeed_stage_3"):
+            found.append(("compile", f"is measured with strategy auto or ddp only, not {self.strategy!r}"))
         if self.deepspeed_config and not self.strategy.startswith("deepspeed"):
             found.append(("deepspeed_config", f"is only used with a deepspeed strategy, not strategy={self.strategy!r}"))
         return found
@@ -116,11 +122,14 @@ class TrackingConfig:
     """MLflow tracking.
 
     Args:
+        enabled: log the run to MLflow; false = no tracking at all (``metrics.jsonl`` and the console
+            only), e.g. on a machine without the mlflow package.
         tracking_uri: MLflow tracking URI; empty = ``$MLFLOW_TRACKING_URI`` or a SQLite store in the run folder.
         experiment: experiment name.
         run_name: run name; empty = generated.
     """
 
+    enabled: bool = True
     tracking_uri: str = ""
     experiment: str = "face-mae-pretrain"
     run_name: str = ""

@@ -12,7 +12,9 @@ and link the MLflow models it started from as the run's inputs.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,6 +22,7 @@ from typing import Any, TypeVar
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
+from plumbing.recipes import ConfigError
 from plumbing.tracking_store import check_reachable, read_run_record, sqlite_artifact_location, write_run_record
 from pretrain.engine.config import TrackingConfig
 
@@ -40,9 +43,9 @@ def restores_tracking_uri(run: Run) -> Run:
         try:
             return run(*args, **kwargs)
         finally:
-            import mlflow
-
-            mlflow.set_tracking_uri(before)
+            mlflow = sys.modules.get("mlflow")  # not imported: nothing set it (tracking off)
+            if mlflow is not None:
+                mlflow.set_tracking_uri(before)
 
     return restoring  # type: ignore[return-value]
 
@@ -58,6 +61,8 @@ def make_mlflow_logger(tracking: TrackingConfig, run_dir: str | Path, resume: bo
 
     With ``resume``, the MLflow run recorded in ``run_dir`` (same URI) is continued.
     """
+    if importlib.util.find_spec("mlflow") is None:
+        raise ConfigError("tracking.enabled=true but the mlflow package is not installed: install it, or pass --tracking.enabled false")
     run_dir = Path(run_dir)
     uri = resolve_tracking_uri(tracking, run_dir)
     check_reachable(uri)

@@ -104,9 +104,9 @@ class TrainingRun:
     def trainer(
         self, optim: OptimConfig, micro_batch: int, callbacks: list[Any], wrap_modules: frozenset[type[nn.Module]] = frozenset(), **options: Any
     ) -> pl.Trainer:
-        """The MLflow logger (continuing the recorded MLflow run on resume) and the Trainer."""
+        """The MLflow logger (continuing the recorded MLflow run on resume; none with tracking off) and the Trainer."""
         config = self.trainer_config
-        self.logger = make_mlflow_logger(self.tracking, self.run_dir, resume=self.resume_from is not None)
+        self.logger = make_mlflow_logger(self.tracking, self.run_dir, resume=self.resume_from is not None) if self.tracking.enabled else False
         last = LastCheckpoint(checkpoint_dir(self.run_dir), config.checkpoint_every_n_steps, config.seed)
         return build_trainer(config, optim, micro_batch, self.run_dir, self.logger, [last, *callbacks], wrap_modules, **options)
 
@@ -119,7 +119,15 @@ class TrainingRun:
         """
         if rank_zero_only.rank == 0:
             write_json_atomic(self.run_dir / CONFIG_RECORD, dataclasses.asdict(config))
-        start_tracked_run(self.logger, self.tracking_uri, params, self.run_dir, tags, input_model_ids)
+        if self.tracking.enabled:
+            start_tracked_run(self.logger, self.tracking_uri, params, self.run_dir, tags, input_model_ids)
+
+    def prepare(self, module: pl.LightningModule) -> pl.LightningModule:
+        """The stage's module as it should train: with ``trainer.compile``, its plain model (attribute
+        ``model``, as both stages keep it) compiled in place, so parameter names and checkpoints stay."""
+        if self.trainer_config.compile:
+            module.model.compile()
+        return module
 
     @property
     def tracking_uri(self) -> str:

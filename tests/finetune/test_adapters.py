@@ -39,7 +39,7 @@ def test_eval_is_deterministic_and_training_is_noisy() -> None:
 def test_sparse_and_dense_dispatch_agree_with_a_per_token_loop() -> None:
     moae = trained_like(MixtureOfAdapterExperts(12, num_experts=5, top_k=2, hidden_dim=4)).eval()
     x = torch.randn(2, 6, 12)
-    sparse = moae(x)
+    sparse = moae(x)  # auto on the CPU
     moae.dispatch = "dense"
     dense = moae(x)
     tokens = x.reshape(-1, 12)
@@ -49,6 +49,20 @@ def test_sparse_and_dense_dispatch_agree_with_a_per_token_loop() -> None:
     ]).reshape(x.shape) * moae.scale
     assert torch.allclose(sparse, expected, atol=1e-5)
     assert torch.allclose(dense, expected, atol=1e-5)
+
+
+def test_auto_dispatch_is_dense_on_cuda_and_counts_the_load_on_the_device() -> None:
+    """No host read per layer on a GPU (the sparse split needs per-expert counts on the host)."""
+    moae = trained_like(MixtureOfAdapterExperts(8, num_experts=4, top_k=2)).eval()
+    assert moae.resolved_dispatch(torch.device("cuda")) == "dense"
+    assert moae.resolved_dispatch(torch.device("cpu")) == "sparse"
+    moae.dispatch = "sparse"
+    assert moae.resolved_dispatch(torch.device("cuda")) == "sparse"
+    x = torch.randn(3, 5, 8)
+    moae(x)
+    experts, _, _ = moae.route(x.reshape(-1, 8))
+    expected = torch.bincount(experts.reshape(-1), minlength=4).float() / experts.numel()
+    assert torch.allclose(moae.expert_load, expected) and moae.expert_load.sum().item() == pytest.approx(1.0)
 
 
 def test_gradients_reach_experts_router_and_input() -> None:
