@@ -72,7 +72,9 @@ def evaluate(run_dir: str, checkpoint: str = "best", image_test: list[str] | Non
 
 
 def folds(
-    k: int = 3,
+    k: int = 0,
+    partition: Literal["auto", "published", "random"] = "auto",
+    seeds: list[int] | None = None,
     val_fraction: float = 0.15,
     only: list[int] | None = None,
     model: FinetuneModelConfig = FinetuneModelConfig(),
@@ -84,16 +86,22 @@ def folds(
     tracking: TrackingConfig = DEFAULT_TRACKING,
     eval: EvalConfig = EvalConfig(),
 ) -> str:
-    """Subject-exclusive k-fold fine-tuning (BP4D-style) of one recipe; returns the summary file.
+    """Subject-exclusive k-fold fine-tuning of one recipe, each fold once per seed; returns the summary file.
 
-    All subjects of ``data.image_train`` / ``data.clip_train`` are dealt into ``k`` folds; fold
-    ``i`` tests on fold ``i``'s subjects and selects its model on validation subjects carved out
-    of the others. Each fold runs in ``<trainer.output_dir>/fold<i>``; the mean and spread of
-    the test metrics go to ``<trainer.output_dir>/folds.json``. ``only`` runs a subset of folds
-    (one per SLURM array task); the summary then covers the folds finished so far.
+    The subjects of ``data.image_train`` / ``data.clip_train`` are split by the published
+    partition of their dataset (BP4D and DISFA: 3 folds, BP4D+: 4) or dealt at random into
+    ``k`` folds; fold ``i`` tests on fold ``i``'s subjects and selects its model on validation
+    subjects carved out of the others. Each fold runs in ``<trainer.output_dir>/fold<i>`` (one
+    seed) or ``fold<i>/seed<s>`` (several), as MLflow child runs of one parent run; per fold, the
+    mean, std and 95% interval of every test metric go to ``<trainer.output_dir>/folds.json``,
+    the console and the parent run. ``only`` runs a subset of folds; the summary then covers the
+    runs finished so far.
 
     Args:
-        k: number of folds.
+        k: number of folds; 0 = the partition's count (BP4D 3, BP4D+ 4, DISFA 3; random: 3).
+        partition: ``auto`` = the published partition when one holds every subject, else random;
+            ``published`` (refused when none does); ``random`` (seeded by ``trainer.seed``).
+        seeds: run every fold once per seed, e.g. ``--seeds [0,1,2]``; empty = the recipe's ``trainer.seed``.
         val_fraction: share of each fold's training subjects used for validation.
         only: fold indices to run; empty = all.
         model: the pretrained encoder to start from, MoAE, freezing.
@@ -108,7 +116,7 @@ def folds(
     config = FinetuneConfig(model, tasks, iat, data, optim, trainer, tracking, eval)
     from finetune.folds import run_folds
 
-    return str(run_folds(config, k, val_fraction, only or []))
+    return str(run_folds(config, k, val_fraction, only or [], partition, seeds or []))
 
 
 def sweep(

@@ -3,7 +3,7 @@
 The subjects are split by a published partition when the data are a dataset that has one (the
 3 BP4D and 3 DISFA folds of JAA-Net that FMAE-IAT uses, the 4 BP4D+ folds of the FMAE-IAT
 README: ``finetune/partitions/*.json``), or dealt at random (seeded, round-robin) into ``k``
-folds. Subject ids match whatever their zero padding (``F01`` = ``F001``). Fold ``i`` tests on
+folds (3 unless given). Subject ids match whatever their zero padding (``F01`` = ``F001``). Fold ``i`` tests on
 fold ``i``'s subjects; validation subjects (model selection and the AU thresholds, never the
 test fold) are carved out of the others. No subject is ever in two of train/val/test.
 
@@ -44,6 +44,7 @@ from pretrain.engine.tracking import resolve_tracking_uri
 
 SUMMARY = "folds.json"
 PUBLISHED = ("bp4d", "bp4d_plus", "disfa")
+RANDOM_FOLDS = 3  # random folds when k is 0 (the published partitions of BP4D and DISFA have 3)
 Partition = Literal["auto", "published", "random"]
 
 
@@ -153,7 +154,8 @@ def choose_splits(subjects: Sequence[str], k: int, val_fraction: float, partitio
 
     ``auto``: the published partition when one holds every subject, else random folds;
     ``published``: it must exist; ``random``: seeded random folds. ``k`` 0 means the published
-    partition's fold count; another ``k`` must equal it.
+    partition's fold count (BP4D 3, BP4D+ 4, DISFA 3), or :data:`RANDOM_FOLDS` random folds;
+    another ``k`` must equal the published count.
     """
     if partition not in ("auto", "published", "random"):
         raise ConfigError(f"partition={partition!r}: expected 'auto', 'published' or 'random'")
@@ -165,9 +167,7 @@ def choose_splits(subjects: Sequence[str], k: int, val_fraction: float, partitio
             raise ConfigError(f"k={k}, but the published {published.dataset} partition has {len(published.folds)} folds: "
                               f"give --k {len(published.folds)} (or 0), or --partition random")
         return published_folds(subjects, published, val_fraction, seed), f"published {published.dataset} partition ({published.source})"
-    if k == 0:
-        raise ConfigError("k=0 means the published partition's fold count, but these subjects have none: give --k")
-    return subject_folds(subjects, k, val_fraction, seed), f"random subject folds (seed {seed})"
+    return subject_folds(subjects, k or RANDOM_FOLDS, val_fraction, seed), f"random subject folds (seed {seed})"
 
 
 def fold_config(config: FinetuneConfig, split: SubjectSplit, seed: int | None = None, tracking_uri: str = "") -> FinetuneConfig:
@@ -294,6 +294,8 @@ def run_folds(config: FinetuneConfig, k: int, val_fraction: float, only: list[in
 
     Returns the summary file. Each run is an MLflow child of one parent run of the set.
     """
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds={list(seeds)}: a seed must not repeat")
     splits, source = choose_splits(pooled_subjects(config), k, val_fraction, partition, config.trainer.seed)
     k = len(splits)
     unknown = [i for i in only if not 0 <= i < k]

@@ -6,18 +6,19 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from finetune_demo import tiny_config
+from finetune_demo import TINY, demo_overrides
 
+from finetune.cli import folds
 from finetune.folds import (
     choose_splits,
     interval95,
     matching_partition,
     published_partitions,
-    run_folds,
     subject_key,
     summarise,
     summary_table,
 )
+from plumbing.cli import run_cli
 from plumbing.recipes import ConfigError
 
 BP4D = [f"F{i:03d}" for i in range(1, 24)] + [f"M{i:03d}" for i in range(1, 19)]
@@ -59,6 +60,14 @@ def test_folds_use_the_published_partition_by_default() -> None:
         choose_splits(["s000", "s001", "s002"], 3, 0.0, "published", seed=0)
 
 
+def test_k_zero_is_the_partitions_fold_count() -> None:
+    subjects = {p.name: [s for fold in p.folds for s in fold] for p in published_partitions()}
+    counts = {name: len(choose_splits(found, 0, 0.15, "auto", seed=0)[0]) for name, found in subjects.items()}
+    assert counts == {"bp4d": 3, "bp4d_plus": 4, "disfa": 3}
+    assert len(choose_splits(BP4D, 0, 0.15, "random", seed=0)[0]) == 3
+    assert len(choose_splits([f"s{i:03d}" for i in range(9)], 0, 0.15, "auto", seed=0)[0]) == 3
+
+
 def test_interval_is_the_t_interval_of_the_mean() -> None:
     mean, std, low, high = interval95([0.60, 0.65, 0.70])
     assert mean == pytest.approx(0.65) and std == pytest.approx(0.05)
@@ -83,9 +92,10 @@ def test_summary_covers_every_fold_and_seed(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_fold_by_seed_runs_nest_under_one_parent_run(demo: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    config = tiny_config(demo, tmp_path / "folds", "--tasks.tasks", "[au]", "--data.clip_train", "[]", "--data.clip_val", "[]",
-                         "--data.clip_test", "[]", "--eval.identity_probe", "false")
-    summary_file = run_folds(config, 2, 0.15, [], "auto", [0, 1])
+    overrides = [*demo_overrides(demo, tmp_path / "folds"), "--tasks.tasks", "[au]", "--data.clip_train", "[]", "--data.clip_val", "[]",
+                 "--data.clip_test", "[]", "--eval.identity_probe", "false"]
+    args = ["folds", "--config", str(TINY), *overrides, "--partition", "random", "--k", "2", "--seeds", "[0,1]"]
+    summary_file = Path(run_cli([folds], prog="python -m finetune", description="", args=args))  # what `python -m finetune folds` runs
     summary = json.loads(summary_file.read_text())
     assert summary["runs"] == 4 and summary["finished"] == [0, 1] and summary["partition"].startswith("random")
     metric = summary["metrics"]["test/au_f1_image"]
