@@ -461,15 +461,17 @@ def entry_points(check: Check, device: torch.device) -> dict[str, Any]:
         run_command(["-m", "data_shards", "demo", "--out", str(demo), "--images", "200" if check.smoke else "600",
                      "--clips", "24" if check.smoke else "64", "--img_size", "64", "--frames", "8", "--workers", "2"], ROOT, 300)
         shards = demo / "shards"
-        common = ["--trainer.accelerator", accelerator, "--trainer.max_steps", str(steps), "--trainer.log_every_n_steps", "2",
-                  "--tracking.enabled", "false", "--trainer.resume", "never"]
+        common = ["--trainer.accelerator", accelerator, "--trainer.precision", "bf16-mixed" if device.type == "cuda" else "32",
+                  "--trainer.max_steps", str(steps), "--trainer.log_every_n_steps", "2", "--tracking.enabled", "false", "--trainer.resume", "never"]
         pretrain_dir = work / "pretrain"
         run_command(["-m", "pretrain", "fit", "--config", "configs/pretrain/tiny.yaml", *common, "--trainer.output_dir", str(pretrain_dir),
                      "--data.image_shards", f"[{shards / 'images-train' / 'manifest.json'}]",
                      "--data.clip_shards", f"[{shards / 'clips-train' / 'manifest.json'}]"], ROOT, 600)
         finetune_dir = work / "finetune"
-        splits = [f"--data.{m}_{s}" for m in ("image", "clip") for s in ("train", "val", "test")]
-        data = [item for flag in splits for item in (flag, f"[{shards / (flag.split('.')[1].split('_')[0] + 's-' + flag.split('_')[1]) / 'manifest.json'}]")]
+        data = []
+        for modality in ("image", "clip"):
+            for split in ("train", "val", "test"):
+                data += [f"--data.{modality}_{split}", f"[{shards / f'{modality}s-{split}' / 'manifest.json'}]"]
         run_command(["-m", "finetune", "fit", "--config", "configs/finetune/tiny.yaml", *common, "--trainer.output_dir", str(finetune_dir),
                      "--model.init", str(pretrain_dir / "checkpoints" / "last.ckpt"), *data, "--data.samples_per_epoch", "256"], ROOT, 600)
         result = {}
