@@ -165,27 +165,42 @@ def choose_splits(subjects: Sequence[str], k: int, val_fraction: float, partitio
     if published is not None:
         if k not in (0, len(published.folds)):
             raise ConfigError(f"k={k}, but the published {published.dataset} partition has {len(published.folds)} folds: "
-                              f"give --k {len(published.folds)} (or 0), or --partition random")
+                              f"ask for {len(published.folds)} folds (0 = the partition's count), or for the random partition")
         return published_folds(subjects, published, val_fraction, seed), f"published {published.dataset} partition ({published.source})"
     return subject_folds(subjects, k or RANDOM_FOLDS, val_fraction, seed), f"random subject folds (seed {seed})"
 
 
-def fold_config(config: FinetuneConfig, split: SubjectSplit, seed: int | None = None, tracking_uri: str = "") -> FinetuneConfig:
-    """``config`` restricted to one fold (and one seed): the pooled sets filtered by the fold's subjects."""
+def fold_config(config: FinetuneConfig, split: SubjectSplit, seed: int, folder: Path, tracking_uri: str = "") -> FinetuneConfig:
+    """``config`` restricted to one fold and one seed, run in ``folder``: the pooled sets filtered by the fold's subjects."""
     data = dataclasses.replace(
         config.data,
         image_val=list(config.data.image_train), image_test=list(config.data.image_train),
         clip_val=list(config.data.clip_train), clip_test=list(config.data.clip_train),
         train_subjects=list(split.train), val_subjects=list(split.val), test_subjects=list(split.test),
     )
-    name = f"fold{split.fold}" + ("" if seed is None else f"-seed{seed}")
-    folder = Path(config.trainer.output_dir) / f"fold{split.fold}" / ("" if seed is None else f"seed{seed}")
-    trainer = dataclasses.replace(config.trainer, output_dir=str(folder), seed=config.trainer.seed if seed is None else seed)
+    output_dir = Path(config.trainer.output_dir)
+    name = "-".join(folder.relative_to(output_dir).parts)
+    trainer = dataclasses.replace(config.trainer, output_dir=str(folder), seed=seed)
     tracking = dataclasses.replace(
         config.tracking, tracking_uri=tracking_uri or config.tracking.tracking_uri,
-        run_name=f"{config.tracking.run_name or Path(config.trainer.output_dir).name}-{name}",
+        run_name=f"{config.tracking.run_name or output_dir.name}-{name}",
     )
     return dataclasses.replace(config, data=data, trainer=trainer, tracking=tracking)
+
+
+@dataclass(frozen=True)
+class FoldRun:
+    """One fine-tuning run of a fold x seed set: its fold, seed and config (output folder included)."""
+
+    fold: int
+    seed: int
+    config: FinetuneConfig
+
+
+def fold_runs(config: FinetuneConfig, splits: Sequence[SubjectSplit], seeds: Sequence[int], tracking_uri: str = "") -> list[FoldRun]:
+    """Every (fold, seed) run of ``splits`` x ``seeds``, in the folders of :func:`run_folders`, logging to ``tracking_uri``."""
+    folders = run_folders(Path(config.trainer.output_dir), len(splits), list(seeds) or [config.trainer.seed])
+    return [FoldRun(fold, seed, fold_config(config, splits[fold], seed, folder, tracking_uri)) for (fold, seed), folder in folders.items()]
 
 
 def interval95(values: Sequence[float]) -> tuple[float, float, float, float]:
@@ -198,10 +213,10 @@ def interval95(values: Sequence[float]) -> tuple[float, float, float, float]:
     return mean, std, mean - half, mean + half
 
 
-def run_folders(output_dir: Path, k: int, seeds: Sequence[int]) -> dict[tuple[int, int | None], Path]:
-    """Where each (fold, seed) run lives: ``fold<i>`` with one seed (None), ``fold<i>/seed<s>`` with several."""
+def run_folders(output_dir: Path, k: int, seeds: Sequence[int]) -> dict[tuple[int, Any], Path]:
+    """Where each (fold, seed) run lives: ``fold<i>`` with one seed (None when none is named), ``fold<i>/seed<s>`` with several."""
     if len(seeds) <= 1:
-        return {(i, None): output_dir / f"fold{i}" for i in range(k)}
+        return {(i, seeds[0] if seeds else None): output_dir / f"fold{i}" for i in range(k)}
     return {(i, s): output_dir / f"fold{i}" / f"seed{s}" for i in range(k) for s in seeds}
 
 
@@ -209,11 +224,11 @@ def summarise(output_dir: Path, k: int, seeds: Sequence[int] = ()) -> dict[str, 
     """Every test metric of the finished runs (their ``result.json``): per run, per fold, mean, std and 95% interval."""
     runs: dict[str, dict[str, float]] = {}
     by_fold: dict[int, list[dict[str, float]]] = {}
-    for (fold, seed), folder in run_folders(output_dir, k, seeds).items():
+    for (fold, _), folder in run_folders(output_dir, k, seeds).items():
         result = folder / "result.json"
         if result.is_file():
             metrics = json.loads(result.read_text())["test"]
-            runs[f"fold{fold}" + ("" if seed is None else f"-seed{seed}")] = metrics
+            runs["-".join(folder.relative_to(output_dir).parts)] = metrics
             by_fold.setdefault(fold, []).append(metrics)
     names = sorted({name for metrics in runs.values() for name in metrics})
     summary: dict[str, Any] = {"k": k, "seeds": list(seeds), "runs": len(runs), "finished": sorted(by_fold), "metrics": {}}
@@ -246,11 +261,16 @@ def summary_table(summary: dict[str, Any], partition: str = "") -> str:
     return "\n".join(lines)
 
 
+def child_tags(parent_run_id: str, fold: int, seed: int) -> dict[str, str]:
+    """The MLflow tags that make a fold's run a child of the set's parent run, with its fold and seed."""
+    return {"mlflow.parentRunId": parent_run_id, "face.fold": str(fold), "face.seed": str(seed)}
+
+
 class ChildRun(pl.Callback):
-    """Tag a fold's MLflow run as a child of the folds' parent run (``mlflow.parentRunId``), with its fold and seed."""
+    """Tag a fold's MLflow run as a child of the folds' parent run when it starts (:func:`child_tags`)."""
 
     def __init__(self, parent_run_id: str, fold: int, seed: int) -> None:
-        self.tags = {"mlflow.parentRunId": parent_run_id, "face.fold": str(fold), "face.seed": str(seed)}
+        self.tags = child_tags(parent_run_id, fold, seed)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Set the tags on the run's MLflow logger."""
@@ -275,6 +295,20 @@ def parent_run(config: FinetuneConfig, output_dir: Path, tracking_uri: str, part
     return run.info.run_id
 
 
+def adopt_runs(tracking_uri: str, parent_run_id: str, runs: Sequence[FoldRun]) -> None:
+    """Tag every finished run of ``runs`` logged to ``tracking_uri`` as a child of the parent run.
+
+    Runs started elsewhere (the elements of a SLURM fold array) are nested here; runs tagged at
+    their start (:class:`ChildRun`) get the same tags again.
+    """
+    client = mlflow.MlflowClient(tracking_uri)
+    for run in runs:
+        record = read_run_record(run.config.trainer.output_dir)
+        if record and record["tracking_uri"] == tracking_uri:
+            for key, value in child_tags(parent_run_id, run.fold, run.seed).items():
+                client.set_tag(record["run_id"], key, value)
+
+
 def log_summary(tracking_uri: str, run_id: str, summary: dict[str, Any], summary_file: Path) -> None:
     """Log each metric's mean, std, interval and per-fold values to the parent run, and the summary file."""
     client = mlflow.MlflowClient(tracking_uri)
@@ -289,34 +323,73 @@ def log_summary(tracking_uri: str, run_id: str, summary: dict[str, Any], summary
     client.log_artifact(run_id, str(summary_file))
 
 
+def folds_tracking_uri(config: FinetuneConfig) -> str:
+    """The one MLflow store of a fold x seed set (its parent run and every fold's run); empty when tracking is off."""
+    return resolve_tracking_uri(config.tracking, config.trainer.output_dir) if config.tracking.enabled else ""
+
+
+def create_sqlite_store(tracking_uri: str) -> None:
+    """Create the tables of a ``sqlite:///`` store now (and its folder); other stores are left alone.
+
+    The elements of a SLURM fold array start together and log to one store: each creating its
+    tables at the same moment would make all but one fail.
+    """
+    if tracking_uri.startswith("sqlite:///"):
+        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        mlflow.MlflowClient(tracking_uri)  # creates the tables when they are missing
+
+
+def record_splits(config: FinetuneConfig, splits: Sequence[SubjectSplit], source: str) -> None:
+    """Write ``<output_dir>/fold_subjects.json``: which partition, and each fold's train/val/test subjects."""
+    output_dir = Path(config.trainer.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(output_dir / "fold_subjects.json", {"partition": source, "splits": [dataclasses.asdict(s) for s in splits]})
+
+
+def finish_folds(config: FinetuneConfig, splits: Sequence[SubjectSplit], seeds: Sequence[int], source: str) -> Path:
+    """Summarise the finished runs of a fold x seed set; write, print and log the summary; return its file.
+
+    ``<output_dir>/folds.json`` gets :func:`summarise`'s summary and the partition; with tracking,
+    the parent run (created when missing) adopts every finished run and gets the summary's
+    metrics and file. ``python -m finetune folds`` and the summary job of a SLURM fold array
+    both end here.
+    """
+    output_dir = Path(config.trainer.output_dir)
+    seeds = list(seeds) or [config.trainer.seed]
+    record_splits(config, splits, source)
+    summary = summarise(output_dir, len(splits), seeds)
+    summary["partition"] = source
+    write_json_atomic(output_dir / SUMMARY, summary)
+    print(summary_table(summary, source))
+    tracking_uri = folds_tracking_uri(config)
+    if tracking_uri:
+        parent = parent_run(config, output_dir, tracking_uri, source)
+        adopt_runs(tracking_uri, parent, fold_runs(config, splits, seeds, tracking_uri))
+        log_summary(tracking_uri, parent, summary, output_dir / SUMMARY)
+    return output_dir / SUMMARY
+
+
+def plan_folds(config: FinetuneConfig, k: int, val_fraction: float, partition: Partition, seeds: Sequence[int]) -> tuple[list[SubjectSplit], str]:
+    """The splits of ``config``'s pooled subjects (:func:`choose_splits`, seeded by ``trainer.seed``) and their source; checks ``seeds``."""
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds={list(seeds)}: a seed must not repeat")
+    return choose_splits(pooled_subjects(config), k, val_fraction, partition, config.trainer.seed)
+
+
 def run_folds(config: FinetuneConfig, k: int, val_fraction: float, only: list[int], partition: Partition = "auto", seeds: Sequence[int] = ()) -> Path:
     """Run the folds in ``only`` (all when empty) for every seed (the recipe's when empty); write, print and log the summary.
 
     Returns the summary file. Each run is an MLflow child of one parent run of the set.
     """
-    if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"seeds={list(seeds)}: a seed must not repeat")
-    splits, source = choose_splits(pooled_subjects(config), k, val_fraction, partition, config.trainer.seed)
-    k = len(splits)
-    unknown = [i for i in only if not 0 <= i < k]
+    splits, source = plan_folds(config, k, val_fraction, partition, seeds)
+    unknown = [i for i in only if not 0 <= i < len(splits)]
     if unknown:
-        raise ConfigError(f"only={only}: fold indices must be in [0, {k})")
-    output_dir = Path(config.trainer.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    print(f"[folds] {k} folds from the {source}")
-    write_json_atomic(output_dir / "fold_subjects.json", {"partition": source, "splits": [dataclasses.asdict(s) for s in splits]})
-    tracking_uri = resolve_tracking_uri(config.tracking, output_dir)
-    parent = parent_run(config, output_dir, tracking_uri, source)
-    several = len(seeds) > 1
-    for split in splits:
-        if only and split.fold not in only:
-            continue
-        for seed in seeds or [config.trainer.seed]:
-            run = fold_config(config, split, seed if several else None, tracking_uri)
-            run_finetuning(validate(run), [ChildRun(parent, split.fold, run.trainer.seed)])
-    summary = summarise(output_dir, k, list(seeds))
-    summary["partition"] = source
-    write_json_atomic(output_dir / SUMMARY, summary)
-    print(summary_table(summary, source))
-    log_summary(tracking_uri, parent, summary, output_dir / SUMMARY)
-    return output_dir / SUMMARY
+        raise ConfigError(f"only={only}: fold indices must be in [0, {len(splits)})")
+    print(f"[folds] {len(splits)} folds from the {source}")
+    record_splits(config, splits, source)
+    tracking_uri = folds_tracking_uri(config)
+    parent = parent_run(config, Path(config.trainer.output_dir), tracking_uri, source) if tracking_uri else ""
+    for run in fold_runs(config, splits, seeds, tracking_uri):
+        if not only or run.fold in only:
+            run_finetuning(validate(run.config), [ChildRun(parent, run.fold, run.seed)] if parent else [])
+    return finish_folds(config, splits, seeds, source)

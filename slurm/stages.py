@@ -4,23 +4,25 @@ A recipe is read by :func:`plumbing.recipes.load_recipe` against the stage's own
 (``PretrainConfig``, ``FinetuneConfig``) or command (``data_shards.cli.build``), so a recipe that
 the stage's CLI accepts is accepted here, with the same error messages. Training configs get the
 trainer layout of the allocation (:func:`slurm.resources.trainer_layout`) and absolute output
-folders. Fine-tuning fans out over seeds and subject-exclusive folds, shard building over parts;
-both end with a single job that summarises or merges.
+folders. Fine-tuning fans out over seeds and subject-exclusive folds (the splits, folders and
+summary of ``python -m finetune folds``), shard building over parts; both end with a single job
+that summarises or merges.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from data_shards.cli import build
 from finetune.config import FinetuneConfig
-from finetune.folds import fold_config, pooled_subjects, subject_folds
+from finetune.folds import create_sqlite_store, finish_folds, fold_runs, folds_tracking_uri, plan_folds
 from plumbing.recipes import ConfigError, load_recipe, validate
 from pretrain.config import PretrainConfig
-from slurm.jobs import FinetuneJob, FoldSummaryJob, PretrainJob, ShardMergeJob, ShardPartJob
+from slurm.jobs import FinetuneJob, PretrainJob, ShardMergeJob, ShardPartJob
 from slurm.ray_cluster import RaySweepJob
 from slurm.resources import SlurmResources, trainer_layout
 
@@ -40,8 +42,13 @@ class Fanout:
     """How one recipe fans out into a job array.
 
     Args:
-        seeds: fine-tuning: one run per seed (``trainer.seed``) in ``<output_dir>/seed<s>``; empty = the recipe's seed.
-        folds: fine-tuning: subject-exclusive k-fold, one job per fold in ``<output_dir>/fold<i>``; 0 = no folds.
+        seeds: fine-tuning: one run per seed (``trainer.seed``) in ``<output_dir>/seed<s>`` (with folds:
+            ``fold<i>/seed<s>``); empty = the recipe's seed.
+        folds: fine-tuning: subject-exclusive k-fold as ``python -m finetune folds`` runs it, one job per
+            fold x seed, then one job that summarises (``folds.json``, MLflow parent run); 0 = no folds,
+            unless ``fold_partition`` is given (then the partition's count).
+        fold_partition: fine-tuning folds: ``auto`` (the published partition of the data's subjects, else
+            random), ``published`` or ``random``; empty = ``auto`` when ``folds`` is given.
         val_fraction: fine-tuning folds: share of each fold's training subjects used for validation.
         num_parts: shard building: parts of the job array (one shard range each); 1 = one job.
         search_space: sweep: the sweep file (``configs/sweeps/*.yaml``).
@@ -51,6 +58,7 @@ class Fanout:
 
     seeds: Sequence[int] = ()
     folds: int = 0
+    fold_partition: Literal["", "auto", "published", "random"] = ""
     val_fraction: float = 0.15
     num_parts: int = 1
     search_space: str = ""
@@ -62,6 +70,8 @@ class Fanout:
         found = []
         if self.folds == 1 or self.folds < 0:
             found.append(("folds", "must be 0 (no folds) or >= 2"))
+        if self.fold_partition not in ("", "auto", "published", "random"):
+            found.append(("fold_partition", "must be auto, published or random (or empty)"))
         if self.num_parts < 1:
             found.append(("num_parts", "must be >= 1"))
         if len(set(self.seeds)) != len(self.seeds):
@@ -88,31 +98,39 @@ def pretrain_jobs(recipe: str, overrides: Sequence[str], resources: SlurmResourc
 def finetune_jobs(
     recipe: str, overrides: Sequence[str], resources: SlurmResources, fanout: Fanout
 ) -> tuple[list[PlannedJob], PlannedJob | None]:
-    """One fine-tuning job per (seed, fold); with folds, a summary job that writes ``folds.json``."""
+    """One fine-tuning job per seed, or per (fold, seed) followed by the job that summarises the folds."""
     base = FinetuneConfig(**load_recipe(FinetuneConfig, recipe, overrides))
     base.trainer = _fit_trainer(base.trainer, resources)
-    runs: list[tuple[str, FinetuneConfig]] = []
+    if fanout.folds or fanout.fold_partition:
+        return _fold_jobs(recipe, base, resources, fanout)
+    jobs: list[PlannedJob] = []
     for seed in fanout.seeds or [None]:
         config = base
         if seed is not None:
             trainer = replace(base.trainer, seed=seed, output_dir=str(Path(base.trainer.output_dir) / f"seed{seed}"))
             config = replace(base, trainer=trainer)
-        runs.append((f"seed={seed}" if seed is not None else "finetune", config))
-    jobs: list[PlannedJob] = []
-    summary = None
-    if fanout.folds:
-        for name, config in runs:
-            splits = subject_folds(pooled_subjects(config), fanout.folds, fanout.val_fraction, seed=config.trainer.seed)
-            for split in splits:
-                folded = validate(fold_config(config, split), source=recipe)
-                jobs.append(PlannedJob(f"{name} fold={split.fold}", folded.trainer.output_dir, FinetuneJob(folded, resources.max_requeues), folded))
-        folders = [config.trainer.output_dir for _, config in runs]
-        summary = PlannedJob(f"folds.json of {fanout.folds} folds", ", ".join(folders), FoldSummaryJob(folders, fanout.folds), {"folders": folders, "k": fanout.folds})
-    else:
-        for name, config in runs:
-            validate(config, source=recipe)
-            jobs.append(PlannedJob(name, config.trainer.output_dir, FinetuneJob(config, resources.max_requeues), config))
-    return jobs, summary
+        validate(config, source=recipe)
+        jobs.append(PlannedJob(f"seed={seed}" if seed is not None else "finetune", config.trainer.output_dir, FinetuneJob(config, resources.max_requeues), config))
+    return jobs, None
+
+
+def _fold_jobs(recipe: str, base: FinetuneConfig, resources: SlurmResources, fanout: Fanout) -> tuple[list[PlannedJob], PlannedJob]:
+    """The runs of ``python -m finetune folds`` as array elements, logging to one store; then :func:`finetune.folds.finish_folds`."""
+    try:
+        splits, source = plan_folds(base, fanout.folds, fanout.val_fraction, fanout.fold_partition or "auto", fanout.seeds)
+    except ConfigError as err:
+        raise ConfigError(f"--folds {fanout.folds} --fold_partition {fanout.fold_partition or 'auto'}: {err}") from None
+    tracking_uri = folds_tracking_uri(base)
+    create_sqlite_store(tracking_uri)  # before the elements start: one store for all of them, created once
+    base = replace(base, tracking=replace(base.tracking, tracking_uri=tracking_uri or base.tracking.tracking_uri))
+    jobs = []
+    for run in fold_runs(base, splits, fanout.seeds, tracking_uri):
+        config = validate(run.config, source=recipe)
+        jobs.append(PlannedJob(f"fold={run.fold} seed={run.seed}", config.trainer.output_dir, FinetuneJob(config, resources.max_requeues), config))
+    output = base.trainer.output_dir
+    summary = {"output_dir": output, "k": len(splits), "seeds": list(fanout.seeds), "partition": source}
+    job = partial(finish_folds, base, splits, list(fanout.seeds), source)
+    return jobs, PlannedJob(f"folds.json of {len(splits)} folds", output, job, summary)
 
 
 def shard_jobs(

@@ -1,4 +1,4 @@
-"""Fine-tuning as a SLURM job array: one element per subject-exclusive fold, then the folds.json summary job."""
+"""Fine-tuning as a SLURM job array: one element per subject-exclusive fold x seed, then the summary job of `finetune folds`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import mlflow
 import pytest
 import yaml
 from conftest import run_slurm_cli, wait_until_ended
@@ -29,18 +30,28 @@ def test_fold_array_trains_each_fold_then_summarises(slurm_cluster: str, demo_sh
         "eval": {"monitor": "val/au_f1_valthr_image", "identity_probe": False},
     }))  # fmt: skip
     folder = tmp_path / "submitit"
-    done = run_slurm_cli("submit", "finetune", "--config", str(recipe), "--folds", "2", "--val-fraction", "0.25",
+    done = run_slurm_cli("submit", "finetune", "--config", str(recipe), "--folds", "2", "--seeds", "[0,1]", "--val-fraction", "0.25",
                          "--time", "00:10:00", "--folder", str(folder))
     ids = re.findall(r"submitted \S+ job (\S+):", done.stdout)
     array_id = ids[0].split("_")[0]
-    assert ids[:2] == [f"{array_id}_0", f"{array_id}_1"] and len(ids) == 3
+    assert ids[:4] == [f"{array_id}_{i}" for i in range(4)] and len(ids) == 5
 
     for job_id in ids:
         assert wait_until_ended(folder, job_id, timeout_s=300) == "COMPLETED", run_slurm_cli("status", "--job-id", job_id, "--folder", str(folder)).stdout
     for fold in (0, 1):
-        result = json.loads((output / f"fold{fold}" / "result.json").read_text())
-        assert result["test"], f"fold {fold} was tested"
+        for seed in (0, 1):  # the folders of `python -m finetune folds`
+            result = json.loads((output / f"fold{fold}" / f"seed{seed}" / "result.json").read_text())
+            assert result["test"], f"fold {fold} seed {seed} was tested"
     summary = json.loads((output / "folds.json").read_text())
-    assert summary["k"] == 2 and summary["finished"] == [0, 1] and summary["mean"]
+    assert summary["k"] == 2 and summary["seeds"] == [0, 1] and summary["runs"] == 4 and summary["partition"].startswith("random")
+    metric = summary["metrics"]["test/au_f1_image"]
+    assert metric["n"] == 4 and metric["ci95"][0] <= metric["mean"] <= metric["ci95"][1]
+    assert "95% interval" in (folder / f"{ids[-1]}_0_log.out").read_text()  # the table, printed by the summary job
+    record = json.loads((output / "mlflow_run.json").read_text())
+    client = mlflow.MlflowClient(record["tracking_uri"])
+    parent = client.get_run(record["run_id"])
+    assert parent.data.metrics["test/au_f1_image/mean"] == pytest.approx(metric["mean"])
+    children = client.search_runs([parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted((r.data.tags["face.fold"], r.data.tags["face.seed"]) for r in children) == [("0", "0"), ("0", "1"), ("1", "0"), ("1", "1")]
     status = run_slurm_cli("status", "--folder", str(folder)).stdout
-    assert status.count("COMPLETED") == 3 and "finetune-summary" in status
+    assert status.count("COMPLETED") == 5 and "finetune-summary" in status

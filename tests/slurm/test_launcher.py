@@ -70,7 +70,7 @@ def test_dry_run_prints_the_sbatch_script_and_resolved_config(tmp_path: Path) ->
     assert not folder.exists(), "a dry run submits nothing"
 
 
-def test_dry_run_of_finetune_folds_plans_one_element_per_fold_and_a_summary(demo_shards: dict[str, str], tmp_path: Path) -> None:
+def test_dry_run_of_finetune_folds_plans_one_element_per_fold_and_seed_and_a_summary(demo_shards: dict[str, str], tmp_path: Path) -> None:
     recipe = ROOT / "configs" / "finetune" / "tiny.yaml"
     out = run_slurm_cli(
         "submit", "finetune", "--config", str(recipe), "--folds", "2", "--seeds", "[0,1]", "--folder", str(tmp_path), "--dry-run",
@@ -79,10 +79,57 @@ def test_dry_run_of_finetune_folds_plans_one_element_per_fold_and_a_summary(demo
     ).stdout  # fmt: skip
     assert "#SBATCH --array=0-3%4" in out
     for seed in (0, 1):
-        for fold in (0, 1):
-            assert f"# resolved config of seed={seed} fold={fold} -> {tmp_path / 'ft'}/seed{seed}/fold{fold}" in out
+        for fold in (0, 1):  # the folders of `python -m finetune folds`
+            assert f"# resolved config of fold={fold} seed={seed} -> {tmp_path / 'ft'}/fold{fold}/seed{seed}" in out
     assert "#SBATCH --dependency=afterok:ARRAY_JOB_ID" in out
-    assert f"# resolved config of folds.json of 2 folds -> {tmp_path / 'ft'}/seed0, {tmp_path / 'ft'}/seed1" in out
+    assert f"# resolved config of folds.json of 2 folds -> {tmp_path / 'ft'}" in out
+    assert f"tracking_uri: sqlite:///{tmp_path / 'ft'}/mlflow.db" in out, "every fold logs to the store of the parent run"
+    assert "partition: random subject folds (seed 0)" in out
+
+
+def _bp4d_named_shards(tmp_path: Path) -> str:
+    """A real shard set with one 64 px image of each of BP4D's 41 people (the FMAE-IAT label layout)."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from data_shards.build import BuildConfig
+    from data_shards.cli import build
+
+    people = [f"F{i:02d}" for i in range(1, 24)] + [f"M{i:02d}" for i in range(1, 19)]
+    lines = []
+    for index, person in enumerate(people):
+        path = tmp_path / "img" / f"2{person}_T1" / "frame_1.jpg"
+        path.parent.mkdir(parents=True)
+        Image.fromarray(np.full((96, 96, 3), 60 + index, dtype=np.uint8)).save(path)
+        lines.append(json.dumps({"img_path": f"2{person}_T1/frame_1.jpg", "AUs": [1] + [999] * 11}) + "\n")
+    (tmp_path / "labels.json").write_text("".join(lines))
+    build(str(tmp_path / "img"), str(tmp_path / "shards"), labels=str(tmp_path / "labels.json"), layout="bp4d",
+          shards=BuildConfig(img_size=64, progress=False))
+    return str(tmp_path / "shards" / "manifest.json")
+
+
+def test_fold_arrays_split_subjects_as_finetune_folds_does(tmp_path: Path) -> None:
+    from finetune.config import FinetuneConfig
+    from finetune.folds import fold_runs, plan_folds
+    from plumbing.recipes import load_recipe
+    from slurm.stages import Fanout, finetune_jobs
+
+    shards = _bp4d_named_shards(tmp_path)
+    overrides = ["--data.image_train", f"[{shards}]", "--data.clip_train", "[]", "--trainer.output_dir", str(tmp_path / "ft")]
+    recipe = str(ROOT / "configs" / "finetune" / "tiny.yaml")
+    jobs, summary = finetune_jobs(recipe, overrides, SlurmResources(), Fanout(folds=0, fold_partition="auto", seeds=[3]))
+    assert [job.name for job in jobs] == ["fold=0 seed=3", "fold=1 seed=3", "fold=2 seed=3"]  # BP4D's 3 published folds
+    assert summary.config["partition"].startswith("published BP4D")
+    local = FinetuneConfig(**load_recipe(FinetuneConfig, recipe, overrides))
+    splits, _ = plan_folds(local, 0, 0.15, "auto", [3])
+    expected = fold_runs(local, splits, [3])
+    for job, run in zip(jobs, expected):
+        assert job.config.data.test_subjects == run.config.data.test_subjects and job.config.trainer.seed == 3
+        assert Path(job.output).relative_to(tmp_path / "ft") == Path(run.config.trainer.output_dir).relative_to(tmp_path / "ft")
+    with pytest.raises(ConfigError, match="--folds 2 .*has 3 folds"):
+        finetune_jobs(recipe, overrides, SlurmResources(), Fanout(folds=2))
 
 
 @pytest.mark.parametrize(
