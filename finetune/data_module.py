@@ -62,15 +62,20 @@ def shared_classes(classes: dict[str, list[str]]) -> tuple[list[str], dict[str, 
     """
     main = "clip" if "clip" in classes else "image"
     names = classes[main]
-    index = {name: i for i, name in enumerate(names)}
     maps = {}
     for modality, own in classes.items():
         if own == names:
             continue
-        maps[modality] = [index.get(name, -1) for name in own]
+        maps[modality] = classes_onto(own, names)
         if all(i < 0 for i in maps[modality]):
             raise ConfigError(f"data.{modality}_train: class_names {own} share no class with data.{main}_train's {names}")
     return names, maps
+
+
+def classes_onto(own: list[str], names: list[str]) -> list[int]:
+    """Class ``i`` of ``own`` as an index of ``names`` (matched by name), -1 where ``names`` lacks it."""
+    index = {name: i for i, name in enumerate(names)}
+    return [index.get(name, -1) for name in own]
 
 
 class FinetuneDataModule(pl.LightningDataModule):

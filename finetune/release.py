@@ -9,8 +9,10 @@ which serves AU and expression probabilities. Input: uint8 pixels of the model's
 (B, classes); the AU ids, class names and validation thresholds are in the model's metadata.
 ``config.json`` holds what rebuilds the network through :func:`finetune.task_model.build_task_model`:
 the encoder config, the fine-tuning recipe, the task spec (modalities, tasks, AU ids, class
-names) and the per-AU decision thresholds chosen on validation, plus the package version and
-the weights' SHA-256 (checked on reading).
+names, and ``class_maps``: which modality learned through its classes mapped by name onto the
+heads' ``class_names``, which :mod:`finetune.scoring` applies to that modality's test shards) and
+the per-AU decision thresholds chosen on validation, plus the package version and the weights'
+SHA-256 (checked on reading).
 
 The identity head of IAT is left out, and so is the subject vocabulary: a released model
 predicts AUs and expressions, it does not carry the training subjects' names.

@@ -3,7 +3,11 @@
 The model comes back through :func:`finetune.release.load_task_model` (files downloaded and
 checksummed, network rebuilt from config and safetensors); each test set is read once with
 :func:`data_shards.loaders.eval_loader`. Metrics: AU F1 at threshold 0.5 and at the thresholds
-chosen on validation (recorded in the release), WAR and UAR for expressions. Beside them, per
+chosen on validation (recorded in the release), WAR and UAR for expressions. A model trained on
+a modality whose classes were mapped onto the shared vocabulary by name (``spec.class_maps``: a
+joint S4D model, AffectNet-7 images beside DFEW clips) scores that modality's test sets through
+the same mapping by name: their order may differ, and a class the model lacks is not scored
+(counted in ``test/samples_unscored_class_*``). Beside them, per
 modality: the samples scored, the samples the manifests promise, the ones missing and the
 corrupt samples and truncated shards skipped on the way; one summary line per modality on stderr
 says the same (a ``warning:`` when samples are missing), so a metric over part of a test set is
@@ -19,6 +23,7 @@ from typing import Any
 from data_shards.decode import LabelMap
 from data_shards.loaders import LoaderConfig, eval_loader, normalize_pixels
 from data_shards.shard_sets import ShardSet, resolve_sets
+from finetune.data_module import classes_onto
 from finetune.metrics import DEFAULT_THRESHOLDS, MaskedMultilabelF1, f1_at_indices, uar, war
 from finetune.release import load_task_model
 from finetune.task_model import head_name
@@ -26,15 +31,26 @@ from plumbing.console import interactive_console
 from plumbing.recipes import ConfigError
 
 
-def check_vocabulary(release: Any, sets: Sequence[ShardSet], modality: str) -> None:
-    """The test sets' AU ids and class names must be the model's, in the same order."""
+def check_vocabulary(release: Any, sets: Sequence[ShardSet], modality: str) -> list[int] | None:
+    """Check the test sets' AU ids and class names against the model's; return how their classes map onto the model's.
+
+    AU ids must be the model's, in the same order. Class names too, unless the model learned this
+    modality through a class map (``spec.class_maps``): then they are matched by name, and the
+    returned list gives each test class's index in the model's vocabulary (-1: none). None = the same names.
+    """
     labels = LabelMap([s.manifest for s in sets])
     spec = release.spec
     tasks = spec.tasks_for(modality)
     if "au" in tasks and labels.au_ids != spec.au_ids:
         raise ConfigError(f"--{modality}_test: AU ids {labels.au_ids} differ from the model's {spec.au_ids}")
-    if "expression" in tasks and labels.class_names != spec.class_names:
+    if "expression" not in tasks or labels.class_names == spec.class_names:
+        return None
+    if modality not in spec.class_maps:
         raise ConfigError(f"--{modality}_test: classes {labels.class_names} differ from the model's {spec.class_names}")
+    mapping = classes_onto(labels.class_names, spec.class_names)
+    if all(i < 0 for i in mapping):
+        raise ConfigError(f"--{modality}_test: classes {labels.class_names} share no class with the model's {spec.class_names}")
+    return mapping
 
 
 def score_modality(release: Any, shards: Sequence[str], modality: str, batch_size: int) -> dict[str, float]:
@@ -45,7 +61,8 @@ def score_modality(release: Any, shards: Sequence[str], modality: str, batch_siz
 
     spec, encoder = release.spec, release.encoder_config
     sets = resolve_sets(list(shards), [], modality)
-    check_vocabulary(release, sets, modality)
+    mapping = check_vocabulary(release, sets, modality)
+    onto = torch.tensor(mapping, dtype=torch.long) if mapping else None
     loader = eval_loader(LoaderConfig(
         shards=list(shards), modality=modality, batch_size=batch_size, img_size=encoder.img_size,
         num_frames=encoder.num_frames, frame_stride=release.recipe.data.clip_stride, num_workers=0,
@@ -54,7 +71,7 @@ def score_modality(release: Any, shards: Sequence[str], modality: str, batch_siz
     heads = {task: head_name(task, modality) for task in spec.tasks_for(modality)}
     f1 = MaskedMultilabelF1(len(spec.au_ids)) if "au" in heads else None
     confusion = MulticlassConfusionMatrix(len(spec.class_names), ignore_index=-1) if "expression" in heads else None
-    samples = 0
+    samples = unscored = 0
     batches = tqdm(loader, total=len(loader), desc=f"scoring {modality}s", unit="batch", file=sys.stderr, disable=not interactive_console(sys.stderr))
     with torch.inference_mode():
         for batch in batches:
@@ -63,8 +80,15 @@ def score_modality(release: Any, shards: Sequence[str], modality: str, batch_siz
             if f1 is not None:
                 f1.update(out[heads["au"]].float().sigmoid(), batch["aus"])
             if confusion is not None:
-                confusion.update(out[heads["expression"]].argmax(dim=-1), batch["expression"])
+                expression = batch["expression"]
+                if onto is not None:
+                    mapped = torch.where(expression >= 0, onto[expression.clamp(min=0)], expression)
+                    unscored += int(((expression >= 0) & (mapped < 0)).sum())
+                    expression = mapped
+                confusion.update(out[heads["expression"]].argmax(dim=-1), expression)
     results = sample_counts(modality, samples, sum(s.num_samples for s in sets), loader.skipped)
+    if onto is not None:
+        results[f"test/samples_unscored_class_{modality}"] = float(unscored)
     if f1 is not None:
         table = f1.table()
         chosen = release.au_thresholds.get(modality) or [0.5] * len(spec.au_ids)
