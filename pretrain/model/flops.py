@@ -23,6 +23,8 @@ def block_flops(tokens: int, width: int, mlp_ratio: float) -> float:
 def mae_forward_flops(config: MAEConfig, modality: str, encode_all: bool = False) -> float:
     """Forward FLOPs of one sample: patch embedding, encoder on kept tokens, decoder on all.
 
+    The kept tokens are counted as the model keeps them (``config.mask_count``: MAE's or VideoMAE's rounding).
+
     ``modality`` is ``image`` or ``clip``; ``encode_all`` counts an encoder that sees every token
     (the baseline the MAE speed-up is measured against).
     """
@@ -38,9 +40,9 @@ def mae_forward_flops(config: MAEConfig, modality: str, encode_all: bool = False
     if encode_all:
         kept = tokens
     elif modality == "clip" and config.clip_masking == "tube":
-        kept = frames * kept_count(spatial, ratio)
+        kept = frames * kept_count(spatial, ratio, config.mask_count)
     else:
-        kept = kept_count(tokens, ratio)
+        kept = kept_count(tokens, ratio, config.mask_count)
     prefix = 1 if enc.cls_token else 0
     width, dec = enc.embed_dim, config.decoder_embed_dim
     out = enc.tubelet_size * enc.patch_size**2 * enc.in_chans

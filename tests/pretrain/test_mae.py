@@ -131,16 +131,19 @@ def test_a_few_steps_fit_a_batch() -> None:
     assert all(p.grad is not None for p in model.parameters())
 
 
+@pytest.mark.parametrize("mask_count", ["mae", "videomae"])
 @pytest.mark.parametrize("clip_masking", ["tube", "random"])
-def test_flop_formula_matches_the_counted_forward(clip_masking: str) -> None:
+def test_flop_formula_matches_the_counted_forward(clip_masking: str, mask_count: str) -> None:
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
     from pretrain.engine.training_metrics import peak_flops
     from pretrain.model.flops import encoder_forward_flops, mae_forward_flops, mae_train_flops_per_sample
-    from pretrain.model.masking import keep_all
+    from pretrain.model.masking import keep_all, kept_count
 
-    model = tiny_mae(clip_masking=clip_masking)
+    # at ratio 0.9 the two rules keep different counts: int(16 * 0.1) = 1 (MAE), 16 - int(0.9 * 16) = 2 (VideoMAE)
+    assert kept_count(16, 0.9, "mae") != kept_count(16, 0.9, "videomae") and kept_count(32, 0.9, "mae") != kept_count(32, 0.9, "videomae")
+    model = tiny_mae(clip_masking=clip_masking, mask_count=mask_count, image_mask_ratio=0.9, clip_mask_ratio=0.9)
     for x, modality in ((torch.randn(2, 3, 32, 32), "image"), (torch.randn(2, 3, 4, 32, 32), "clip")):
         for encode_all in (False, True):
             plan = model.mask_plan(x)
