@@ -25,7 +25,7 @@ from torch import nn
 
 from pretrain.model.config import MAEConfig
 from pretrain.model.masking import MaskPlan, random_masking, tube_masking
-from pretrain.model.patches import normalize_patches, normalize_patches_per_channel, patchify, reconstruction_grid, unnormalize, unpatchify
+from pretrain.model.patches import normalize_patches, normalize_patches_per_channel, patchify, pixel_patches, reconstruction_grid, unpatchify
 from pretrain.model.pos_embed import sincos_3d
 from pretrain.model.vit import LAYER_NORM_EPS, Block, VisionTransformer
 
@@ -114,8 +114,7 @@ class MaskedAutoencoder(nn.Module):
         """
         enc = self.config.encoder
         if self.config.norm_pix_per_channel:
-            clip = x.float().unsqueeze(2).repeat(1, 1, enc.tubelet_size, 1, 1) if x.ndim == 4 else x.float()
-            return normalize_patches_per_channel(patchify(unnormalize(clip), enc.patch_size, enc.tubelet_size), enc.in_chans)
+            return normalize_patches_per_channel(pixel_patches(x, enc.patch_size, enc.tubelet_size), enc.in_chans)
         target = patchify(x.float(), enc.patch_size, enc.tubelet_size)
         if self.config.norm_pix_loss:
             target = normalize_patches(target)
@@ -130,7 +129,7 @@ class MaskedAutoencoder(nn.Module):
         """Predictions (B, L, P) -> images (B, C, H, W) (tubelet slots averaged) or clips (B, C, T, H, W).
 
         With ``norm_pix_loss`` these are normalised patches; :meth:`reconstruction_grid` maps them
-        back to pixels with the input's patch statistics.
+        back to pixels with the input's patch (or, ``norm_pix_per_channel``, per-channel) statistics.
         """
         enc = self.config.encoder
         t, h, w = self.encoder.grid
@@ -142,4 +141,5 @@ class MaskedAutoencoder(nn.Module):
     def reconstruction_grid(self, x: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor, **options: object) -> np.ndarray:
         """Picture of masked input / reconstruction / original; see :func:`pretrain.model.patches.reconstruction_grid`."""
         enc = self.config.encoder
-        return reconstruction_grid(x, pred, mask, enc.patch_size, enc.tubelet_size, self.config.norm_pix_loss, **options)  # type: ignore[arg-type]
+        per_channel = self.config.norm_pix_per_channel
+        return reconstruction_grid(x, pred, mask, enc.patch_size, enc.tubelet_size, self.config.norm_pix_loss, per_channel, **options)  # type: ignore[arg-type]

@@ -37,22 +37,30 @@ def unpatchify(patches: torch.Tensor, grid: tuple[int, int, int], patch_size: in
     return x.reshape(batch, channels, t * tubelet_size, h * patch_size, w * patch_size)
 
 
-def normalize_patches(patches: torch.Tensor) -> torch.Tensor:
-    """Each patch vector minus its mean over its unbiased std: ``(t - mean) / sqrt(var + 1e-6)``."""
-    mean = patches.mean(dim=-1, keepdim=True)
-    var = patches.var(dim=-1, keepdim=True)
-    return (patches - mean) / (var + 1.0e-6) ** 0.5
+def patch_statistics(patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each patch vector's mean and ``sqrt(unbiased var + 1e-6)`` (shapes ``(..., 1)``)."""
+    return patches.mean(dim=-1, keepdim=True), (patches.var(dim=-1, keepdim=True) + 1.0e-6) ** 0.5
 
 
-def normalize_patches_per_channel(patches: torch.Tensor, channels: int) -> torch.Tensor:
-    """:func:`normalize_patches` for each channel of a patch on its own (VideoMAE's ``norm_pix_per_channel``).
+def channel_statistics(patches: torch.Tensor, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`patch_statistics` of each channel of a patch on its own (shapes ``(..., 1, channels)``).
 
     The last axis of a patch vector is ``(..., channel)``, as :func:`patchify` lays it out.
     """
     per_channel = patches.reshape(*patches.shape[:-1], -1, channels)
-    mean = per_channel.mean(dim=-2, keepdim=True)
-    var = per_channel.var(dim=-2, keepdim=True)
-    return ((per_channel - mean) / (var + 1.0e-6) ** 0.5).reshape(patches.shape)
+    return per_channel.mean(dim=-2, keepdim=True), (per_channel.var(dim=-2, keepdim=True) + 1.0e-6) ** 0.5
+
+
+def normalize_patches(patches: torch.Tensor) -> torch.Tensor:
+    """Each patch vector minus its mean over its unbiased std: ``(t - mean) / sqrt(var + 1e-6)``."""
+    mean, scale = patch_statistics(patches)
+    return (patches - mean) / scale
+
+
+def normalize_patches_per_channel(patches: torch.Tensor, channels: int) -> torch.Tensor:
+    """:func:`normalize_patches` for each channel of a patch on its own (VideoMAE's ``norm_pix_per_channel``)."""
+    mean, scale = channel_statistics(patches, channels)
+    return ((patches.reshape(*mean.shape[:-2], -1, channels) - mean) / scale).reshape(patches.shape)
 
 
 def unnormalize(x: torch.Tensor, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD) -> torch.Tensor:
@@ -61,23 +69,44 @@ def unnormalize(x: torch.Tensor, mean: tuple[float, ...] = IMAGENET_MEAN, std: t
     return x * torch.tensor(std, device=x.device, dtype=x.dtype).view(shape) + torch.tensor(mean, device=x.device, dtype=x.dtype).view(shape)
 
 
+def pixel_patches(x: torch.Tensor, patch_size: int, tubelet_size: int) -> torch.Tensor:
+    """Patches of ``x`` un-normalised to [0, 1] (ImageNet mean/std), an image repeat-padded to a tubelet first (VideoMAE's targets)."""
+    clip = x.float().unsqueeze(2).repeat(1, 1, tubelet_size, 1, 1) if x.ndim == 4 else x.float()
+    return patchify(unnormalize(clip), patch_size, tubelet_size)
+
+
+def _pixels_per_channel(x: torch.Tensor, pred: torch.Tensor, patch_size: int, tubelet_size: int) -> torch.Tensor:
+    """Per-channel normalised predictions (B, L, P) back to patches in ``x``'s normalisation, with the input patches' channel statistics."""
+    channels = x.shape[1]
+    mean, scale = channel_statistics(pixel_patches(x, patch_size, tubelet_size), channels)
+    pixels = pred.reshape(*mean.shape[:-2], -1, channels) * scale + mean
+    norm_mean = torch.tensor(IMAGENET_MEAN, device=x.device)
+    norm_std = torch.tensor(IMAGENET_STD, device=x.device)
+    return ((pixels - norm_mean) / norm_std).reshape(pred.shape)
+
+
 def pixels_from_prediction(
-    x: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor, patch_size: int, tubelet_size: int, norm_pix_loss: bool
+    x: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor, patch_size: int, tubelet_size: int, norm_pix_loss: bool,
+    norm_pix_per_channel: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(masked input, reconstruction) in the pixel space and shape of ``x``.
 
-    The reconstruction shows predicted pixels on removed patches and the input on visible ones;
-    with ``norm_pix_loss`` predictions are mapped back with each input patch's own mean and std
-    (as the reference demo does). Removed patches are zero in the masked input.
+    The reconstruction shows predicted pixels on removed patches and the input on visible ones.
+    With ``norm_pix_loss`` predictions are mapped back with each input patch's own mean and std
+    (as the reference demo does); with ``norm_pix_per_channel`` too, with each channel's mean and
+    std of the input patch in [0, 1] pixels, as :meth:`MaskedAutoencoder.targets` made them.
+    Removed patches are zero in the masked input.
     """
     image = x.ndim == 4
     target = patchify(x, patch_size, tubelet_size)
     pred = pred.detach().float()
+    if norm_pix_loss and norm_pix_per_channel:
+        pred = _pixels_per_channel(x, pred, patch_size, tubelet_size)
     if image:
         pred = pred.reshape(*pred.shape[:2], tubelet_size, -1).mean(dim=2)
-    if norm_pix_loss:
-        mean = target.mean(dim=-1, keepdim=True)
-        pred = pred * (target.var(dim=-1, keepdim=True) + 1.0e-6) ** 0.5 + mean
+    if norm_pix_loss and not norm_pix_per_channel:
+        mean, scale = patch_statistics(target)
+        pred = pred * scale + mean
     removed = mask.unsqueeze(-1).to(target.dtype)
     clip = x if not image else x.unsqueeze(2)
     grid = (clip.shape[2] // (1 if image else tubelet_size), clip.shape[3] // patch_size, clip.shape[4] // patch_size)
@@ -96,6 +125,7 @@ def reconstruction_grid(
     patch_size: int,
     tubelet_size: int,
     norm_pix_loss: bool,
+    norm_pix_per_channel: bool = False,
     max_samples: int = 4,
     mean: tuple[float, ...] = IMAGENET_MEAN,
     std: tuple[float, ...] = IMAGENET_STD,
@@ -106,10 +136,13 @@ def reconstruction_grid(
     Images: one row per sample, three panels side by side. Clips: three rows per sample
     (masked, reconstruction, original), one column per frame. ``x`` is the model input
     normalised with ``mean``/``std``; the picture is un-normalised and clipped to [0, 1], then
-    returned as uint8 (``as_uint8``) or float32.
+    returned as uint8 (``as_uint8``) or float32. ``norm_pix_loss``/``norm_pix_per_channel``: the
+    targets the model predicts (:func:`pixels_from_prediction`).
     """
     x = x[:max_samples].detach().float()
-    masked, recon = pixels_from_prediction(x, pred[:max_samples], mask[:max_samples], patch_size, tubelet_size, norm_pix_loss)
+    masked, recon = pixels_from_prediction(
+        x, pred[:max_samples], mask[:max_samples], patch_size, tubelet_size, norm_pix_loss, norm_pix_per_channel
+    )
     scale = torch.tensor(std, device=x.device).view(-1, 1, 1)
     shift = torch.tensor(mean, device=x.device).view(-1, 1, 1)
     rows = []

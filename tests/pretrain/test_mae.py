@@ -89,10 +89,11 @@ def test_patchify_round_trip_and_unpatchify_of_predictions() -> None:
     torch.testing.assert_close(model.unpatchify(model.targets(image), image=True), image)
 
 
-@pytest.mark.parametrize("norm_pix_loss", [True, False])
-def test_reconstruction_grid_of_a_perfect_prediction_shows_the_original(norm_pix_loss: bool) -> None:
+@pytest.mark.parametrize(("norm_pix_loss", "per_channel"), [(True, False), (True, True), (False, False)], ids=["patch", "channel", "pixels"])
+def test_reconstruction_grid_of_a_perfect_prediction_shows_the_original(norm_pix_loss: bool, per_channel: bool) -> None:
+    """Each target kind (MAE's per-patch, VideoMAE's per-channel normalised patches, raw pixels) maps back to the input."""
     torch.manual_seed(0)
-    model = tiny_mae(norm_pix_loss=norm_pix_loss)
+    model = tiny_mae(norm_pix_loss=norm_pix_loss, norm_pix_per_channel=per_channel)
     mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
     for x in (torch.randn(3, 3, 32, 32).clamp(-1.5, 1.5), torch.randn(2, 3, 4, 32, 32).clamp(-1.5, 1.5)):
         _, _, mask = model(x)
