@@ -2,7 +2,7 @@
 
 ``train_loader(config)`` and ``eval_loader(config)`` return a :class:`ShardLoader`: iterate it for
 batches (see docs/architecture.md), ``len()`` is the batches per epoch on this rank (identical on
-every rank for training), ``set_epoch(epoch)`` reseeds, ``skipped`` counts corrupt samples and
+every rank, for evaluation too: padded with ``valid = False`` rows), ``set_epoch(epoch)`` reseeds, ``skipped`` counts corrupt samples and
 truncated shards, and ``state_dict()``/``load_state_dict()`` resume mid-epoch without re-reading
 what was consumed. Pixels arrive as uint8; :func:`normalize_pixels` normalises on the device.
 Shards are read by webdataset pipelines (:mod:`data_shards.sample_streams`). Data that cannot
@@ -12,7 +12,6 @@ names the shard sets, raised here in the main process.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -21,7 +20,7 @@ from typing import Any, Literal
 import torch
 
 from data_shards.decode import LabelMap, ViewConfig, ViewOptions
-from data_shards.sample_streams import Batch, EvalStream, SampleFilter, StreamFailure, TrainStream, eval_counts
+from data_shards.sample_streams import Batch, EvalStream, SampleFilter, StreamFailure, TrainStream, eval_batch_plan
 from data_shards.shard_sets import ShardSet, resolve_sets
 from data_shards.tar_samples import SkipCounter
 from plumbing.recipes import ConfigError, validate
@@ -165,6 +164,7 @@ class ShardLoader:
 
         self._consumed = 0
         damaged_before = self.skipped["truncated_shard"]
+        real = False  # a sample read, not padding
         import multiprocessing
 
         # fork starts workers in milliseconds; spawned ranks (mp.spawn, ddp_spawn) would otherwise
@@ -177,8 +177,9 @@ class ShardLoader:
             if isinstance(batch, StreamFailure):
                 raise batch.error
             self._consumed += 1
+            real = real or bool(batch["valid"].any())
             yield batch
-        if isinstance(self.stream, EvalStream) and not self._consumed and self.skipped["truncated_shard"] > damaged_before:
+        if isinstance(self.stream, EvalStream) and not real and self.skipped["truncated_shard"] > damaged_before:
             raise ConfigError(f"no readable sample in {self.stream.names}: this rank read none, and its shards were damaged "
                               f"({self.skipped}); check the set with `python -m data_shards verify`")
         if isinstance(self.stream, TrainStream):
@@ -243,17 +244,20 @@ def train_loader(config: LoaderConfig, **overrides: Any) -> ShardLoader:
 def eval_loader(config: LoaderConfig, **overrides: Any) -> ShardLoader:
     """Every (kept) sample once across ranks and workers, no augmentation; the last batch of a worker may be partial.
 
-    ``len()`` is exact without ``subjects``; with it, an upper bound (the filter reads labels as it goes).
+    With several ranks, every rank yields the same number of batches (``len()``, exact): the
+    ranks with fewer samples, and workers whose samples the subject filter or damage reduced, end
+    with one-row padding batches whose ``valid`` is False; consumers must ignore those rows. With
+    one rank nothing is padded and ``len()`` is an upper bound under ``subjects`` (the filter reads
+    labels as it goes).
     """
     config = replace(config, **overrides)
     sets, labels, view, rank, world = _build(config, train=False)
     keep, _ = _sample_filter(config, sets, labels, train=False)
     workers = max(1, config.num_workers)
-    shard_samples = [n for s in sets for n in s.samples]
-    per_worker = eval_counts(shard_samples, world * workers)[rank * workers : (rank + 1) * workers]
-    length = sum(math.ceil(n / config.batch_size) for n in per_worker)
-    stream = EvalStream(sets, labels, view, config.batch_size, SkipCounter(workers), rank, world, config.seed, keep)
-    return ShardLoader(stream, config.num_workers, length, config.pin_memory)
+    mine = eval_batch_plan([n for s in sets for n in s.samples], config.batch_size, world, workers)[rank]
+    stream = EvalStream(sets, labels, view, config.batch_size, SkipCounter(workers), rank, world, config.seed, keep,
+                        worker_batches=mine if world > 1 else None)
+    return ShardLoader(stream, config.num_workers, sum(mine), config.pin_memory)
 
 
 def normalize_pixels(pixels: torch.Tensor) -> torch.Tensor:

@@ -13,8 +13,11 @@ Both run inside DataLoader workers (or in the main process with no workers); a g
   epoch draws its remaining batches afresh (webdataset has no resume position).
 - evaluation: shards dealt round-robin to global workers, or samples by global index when shards
   are fewer than global workers (:func:`owned_by`), so every sample is read exactly once; the last
-  batch of a worker may be partial. webdataset's ``split_by_node``/``split_by_worker`` deal only
-  whole shards, by the rank they read from the environment, not the loader's.
+  batch of a worker may be partial. With several ranks every rank yields the same number of
+  batches (:func:`eval_batch_plan`): a worker that runs out of samples before its planned count
+  (its rank has fewer, or the subject filter and corrupt samples took some) yields one-row padding
+  batches, a repeated sample marked ``valid = False``. webdataset's ``split_by_node``/``split_by_worker``
+  deal only whole shards, by the rank they read from the environment, not the loader's.
 
 An error that only the data reveals (every shard read unreadable, every sample filtered out or
 corrupt) ends the worker's stream with a :class:`StreamFailure` batch; the loader raises it in the
@@ -37,7 +40,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from data_shards.decode import LabelMap, ViewConfig, sample_pixels
 from data_shards.shard_sets import ShardSet
-from data_shards.tar_samples import Sample, SkipCounter, members, read_shard
+from data_shards.tar_samples import TAR_DAMAGE, Sample, SkipCounter, members, read_shard, shard_samples
 from plumbing.recipes import ConfigError
 
 Batch = dict[str, Any]
@@ -97,7 +100,7 @@ class CorruptSample(Exception):
 
 
 def collate(items: list[Decoded]) -> Batch:
-    """Stack decoded samples into the batch contract (contiguous channels-first uint8 pixels, label tensors)."""
+    """Stack decoded samples into the batch contract (contiguous channels-first uint8 pixels, label tensors, ``valid`` all True)."""
     first = items[0][1]
     pixels = torch.empty((len(items), *first.shape), dtype=torch.uint8)
     for slot, (_, sample, _) in zip(pixels, items):
@@ -111,7 +114,15 @@ def collate(items: list[Decoded]) -> Batch:
         "valence": torch.tensor(valence, dtype=torch.float32),
         "arousal": torch.tensor(arousal, dtype=torch.float32),
         "key": [key for key, _, _ in items],
+        "valid": torch.ones(len(items), dtype=torch.bool),
     }
+
+
+def padding_batch(batch: Batch) -> Batch:
+    """A one-row batch repeating the first sample of ``batch``, marked ``valid = False`` (consumers ignore it)."""
+    padded = {name: value[:1] if isinstance(value, (torch.Tensor, list)) else value for name, value in batch.items()}
+    padded["valid"] = torch.zeros(1, dtype=torch.bool)
+    return padded
 
 
 def owned_by(shard_samples: list[int], global_workers: int) -> list[tuple[int, int]]:
@@ -138,6 +149,24 @@ def eval_counts(shard_samples: list[int], global_workers: int) -> list[int]:
             for worker in range(global_workers):
                 counts[worker] += len(range((worker - offset) % global_workers, samples, global_workers))
     return counts
+
+
+def eval_batch_plan(shard_samples: list[int], batch_size: int, world: int, workers: int) -> list[list[int]]:
+    """Batches each worker of each rank yields in evaluation, ``plan[rank][worker]``.
+
+    A worker's own samples (:func:`eval_counts`) make ``ceil(n / batch_size)`` batches; the
+    busiest worker of each rank adds padding batches until every rank yields as many as the rank
+    with the most, so that collective operations inside evaluation steps (DDP, FSDP, DeepSpeed)
+    are matched on every rank.
+    """
+    counts = eval_counts(shard_samples, world * workers)
+    own = [[-(-counts[rank * workers + worker] // batch_size) for worker in range(workers)] for rank in range(world)]
+    target = max(sum(batches) for batches in own)
+    plan = []
+    for batches in own:
+        busiest = max(range(workers), key=lambda worker: batches[worker])
+        plan.append([n + (target - sum(batches) if worker == busiest else 0) for worker, n in enumerate(batches)])
+    return plan
 
 
 def resampled_shards(sets: list[ShardSet], rng: np.random.Generator) -> Iterator[tuple[str, int]]:
@@ -257,7 +286,15 @@ class TrainStream(_Stream):
 
 
 class EvalStream(_Stream):
-    """Every sample of every set exactly once across ranks and workers, in shard order; last batch partial."""
+    """Every sample of every set exactly once across ranks and workers, in shard order; last batch partial.
+
+    ``worker_batches`` (several ranks): this rank's batches per worker (:func:`eval_batch_plan`);
+    a worker pads with one-row ``valid = False`` batches up to its count. None = no padding.
+    """
+
+    def __init__(self, *args: Any, worker_batches: list[int] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.worker_batches = worker_batches
 
     def _samples(self, me: int, total_workers: int) -> Iterator[Sample]:
         shards = [(path, samples) for s in self.sets for path, samples in zip(s.paths, s.samples)]
@@ -268,8 +305,31 @@ class EvalStream(_Stream):
             keep = (lambda j: True) if owner >= 0 else (lambda j, o=offset: (o + j) % total_workers == me)
             yield from read_shard(path, samples, self.counter, keep)
 
+    def _any_sample(self, decode: Callable[[Sample], Decoded]) -> Decoded:
+        """The first sample of the sets that decodes (whoever owns it, unfiltered, uncounted): what padding repeats."""
+        for path in (path for s in self.sets for path in s.paths):
+            try:
+                for sample in shard_samples(path):
+                    try:
+                        return decode(sample)
+                    except CorruptSample:
+                        continue
+            except TAR_DAMAGE:
+                continue
+        raise ConfigError(f"no readable sample in {self.names} to pad this rank's evaluation batches with; "
+                          "check the sets with `python -m data_shards verify`")
+
     def _batches(self) -> Iterator[Batch]:
         worker, workers = self._worker()
         rng = np.random.default_rng(self.seed)
-        pipeline = self._pipeline(lambda: self._samples(self.rank * workers + worker, self.world * workers), self._decoder(rng), rng)
-        yield from pipeline
+        decode = self._decoder(rng)
+        pipeline = self._pipeline(lambda: self._samples(self.rank * workers + worker, self.world * workers), decode, rng)
+        produced, first = 0, None
+        for batch in pipeline:
+            produced, first = produced + 1, first or batch
+            yield batch
+        missing = self.worker_batches[worker] - produced if self.worker_batches is not None else 0
+        if missing > 0:
+            pad = padding_batch(first or collate([self._any_sample(decode)]))
+            for _ in range(missing):
+                yield dict(pad)

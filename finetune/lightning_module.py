@@ -205,20 +205,22 @@ class FinetuneModule(pl.LightningModule):
         modality = modality_of(pixels)
         tasks = self.spec.tasks_for(modality)
         names = [head_name(task, modality) for task in tasks]
-        out = self.model(pixels, names)
+        out = self.model(pixels, names)  # padding rows too: every rank runs the same steps
         count = max(1, views)
+        valid = batch["valid"].to(self.device)  # False: a padding row of the loader, counted nowhere
         for task, name in zip(tasks, names):
             logits = out[name].float()
             probs = logits.sigmoid() if task == "au" else logits.softmax(dim=-1)
-            probs = probs.view(-1, count, probs.shape[-1]).mean(dim=1)
+            probs = probs.view(-1, count, probs.shape[-1]).mean(dim=1)[valid]
             metric = self.metrics[stage][name]
             if task == "au":
-                metric.update(probs, batch["aus"].to(self.device))
+                metric.update(probs, batch["aus"].to(self.device)[valid])
             else:
-                metric.update(probs.argmax(dim=-1), self._expression(batch))
+                metric.update(probs.argmax(dim=-1), self._expression(batch)[valid])
         if stage == "test" and self.config.eval.identity_probe:
             feature = out["feature"].float().view(-1, count, out["feature"].shape[-1]).mean(dim=1)
-            self.probe_parts.append((modality, feature.cpu(), batch["subject"].cpu(), hashes_of(batch["key"])))
+            kept = batch["valid"].cpu()
+            self.probe_parts.append((modality, feature[valid].cpu(), batch["subject"].cpu()[kept], hashes_of(batch["key"])[kept]))
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         """Update the validation metrics of the batch's modality heads."""

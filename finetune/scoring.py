@@ -76,16 +76,17 @@ def score_modality(release: Any, shards: Sequence[str], modality: str, batch_siz
     with torch.inference_mode():
         for batch in batches:
             out = release.model(normalize_pixels(batch["pixels"]), list(heads.values()))
-            samples += batch["pixels"].shape[0]
+            valid = batch["valid"]  # False: a padding row of the loader
+            samples += int(valid.sum())
             if f1 is not None:
-                f1.update(out[heads["au"]].float().sigmoid(), batch["aus"])
+                f1.update(out[heads["au"]].float().sigmoid()[valid], batch["aus"][valid])
             if confusion is not None:
-                expression = batch["expression"]
+                expression = batch["expression"][valid]
                 if onto is not None:
                     mapped = torch.where(expression >= 0, onto[expression.clamp(min=0)], expression)
                     unscored += int(((expression >= 0) & (mapped < 0)).sum())
                     expression = mapped
-                confusion.update(out[heads["expression"]].argmax(dim=-1), expression)
+                confusion.update(out[heads["expression"]].argmax(dim=-1)[valid], expression)
     results = sample_counts(modality, samples, sum(s.num_samples for s in sets), loader.skipped)
     if onto is not None:
         results[f"test/samples_unscored_class_{modality}"] = float(unscored)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torchmetrics.classification import MulticlassConfusionMatrix, MultilabelConfusionMatrix
 
 from data_shards.loaders import LoaderConfig, eval_loader, train_loader
 from data_shards.manifest import read_manifest
@@ -17,6 +18,27 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _uneven_sets(manifests: dict[str, str]) -> list[str]:
+    """Shards of 128 + 82 (train), 45 (val) and 45 (test) samples: dealt whole, rank 0 gets 210 and rank 1 90."""
+    return [manifests["images-train"], manifests["images-val"], manifests["images-test"]]
+
+
+def _metrics(config: LoaderConfig) -> dict:
+    """AU and expression confusions of a fixed rule (brightness as the probability of every AU and as the class)
+    over the valid rows, synchronised over the ranks by torchmetrics; the loader's batch count and samples per batch."""
+    loader = eval_loader(config)
+    aus, confusion = MultilabelConfusionMatrix(len(loader.au_ids)), MulticlassConfusionMatrix(len(loader.class_names), ignore_index=-1)
+    keys, sizes = [], []
+    for batch in loader:
+        valid = batch["valid"]
+        brightness = batch["pixels"].float().mean(dim=(1, 2, 3)) / 255.0
+        aus.update(brightness[valid].unsqueeze(1).expand(-1, len(loader.au_ids)), batch["aus"][valid].long())
+        confusion.update((brightness[valid] * len(loader.class_names)).long().clamp(max=len(loader.class_names) - 1), batch["expression"][valid])
+        keys += [key for key, ok in zip(batch["key"], valid.tolist()) if ok]
+        sizes.append([len(batch["key"]), int(valid.sum())])
+    return {"len": len(loader), "sizes": sizes, "keys": keys, "aus": aus.compute().tolist(), "confusion": confusion.compute().tolist()}
+
+
 def _rank_main(rank: int, world: int, port: int, manifests: dict[str, str], out: str) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
@@ -25,7 +47,11 @@ def _rank_main(rank: int, world: int, port: int, manifests: dict[str, str], out:
             config = LoaderConfig(shards=[manifests[name]], modality=modality, batch_size=4, num_frames=4, num_workers=2)
             loader = eval_loader(config)
             batches = list(loader)
-            result[name] = {"keys": [k for b in batches for k in b["key"]], "len": len(loader), "batches": len(batches)}
+            valid = [k for b in batches for k, ok in zip(b["key"], b["valid"].tolist()) if ok]
+            result[name] = {"keys": valid, "len": len(loader), "batches": len(batches)}
+        subjects = read_manifest(manifests["images-train"]).subjects[::3]
+        for name, extra in (("uneven", {}), ("uneven-fold", {"subjects": subjects})):
+            result[name] = _metrics(LoaderConfig(shards=_uneven_sets(manifests), batch_size=16, num_workers=2, **extra))
         train = train_loader(LoaderConfig(shards=[manifests["images-train"]], batch_size=8, num_workers=2, shuffle_buffer=20, seed=5))
         train.set_epoch(2)
         sizes = [len(b["key"]) for b in train]
@@ -46,6 +72,17 @@ def test_two_ranks_two_workers(demo_shards: dict[str, str], tmp_path: Path) -> N
         keys = [k for r in ranks for k in r[name]["keys"]]
         assert len(keys) == len(set(keys)) == read_manifest(demo_shards[name]).num_samples, name  # none lost, none twice
         assert all(r[name]["len"] == r[name]["batches"] for r in ranks)
+    subjects = read_manifest(demo_shards["images-train"]).subjects[::3]
+    for name, extra in (("uneven", {}), ("uneven-fold", {"subjects": subjects})):
+        one_process = _metrics(LoaderConfig(shards=_uneven_sets(demo_shards), batch_size=16, num_workers=2, rank=0, world_size=1, **extra))
+        batches = [len(r[name]["sizes"]) for r in ranks]
+        assert batches[0] == batches[1] == ranks[0][name]["len"] == ranks[1][name]["len"], name  # equal batch counts: no DDP hang
+        assert any(valid == 0 for r in ranks for _, valid in r[name]["sizes"]), f"{name}: the test must exercise padding"
+        assert all(size == 1 for r in ranks for size, valid in r[name]["sizes"] if valid == 0)  # padding is one row
+        keys = [k for r in ranks for k in r[name]["keys"]]
+        assert len(keys) == len(set(keys)) == len(one_process["keys"]) and set(keys) == set(one_process["keys"]), name  # each once
+        for rank in ranks:  # synchronised metrics over the valid rows are those of one process reading everything
+            assert rank[name]["aus"] == one_process["aus"] and rank[name]["confusion"] == one_process["confusion"], name
     lengths = {r["train"]["len"] for r in ranks}
     assert len(lengths) == 1  # the same number of training batches on every rank: no DDP hang
     assert all(r["train"]["sizes"] == [8] * r["train"]["len"] for r in ranks)

@@ -60,18 +60,24 @@ def test_bad_runs_fail_before_training(demo: dict[str, str], tmp_path: Path) -> 
 
 @pytest.mark.slow
 def test_two_gloo_processes(demo: dict[str, str], tmp_path: Path) -> None:
-    """Real DDP: two CPU processes (gloo) through the command line, every task, IAT and MoAE."""
+    """Real DDP: two CPU processes (gloo) through the command line, every task, IAT and MoAE.
+
+    The image test sets are dealt whole to the ranks (112 and 24 images), so the second rank pads
+    its test batches: every test image is counted once, padding nowhere.
+    """
     run = tmp_path / "ddp"
+    uneven = f"[{demo['images-train']}, {demo['images-test']}]"
     done = subprocess.run(
         [sys.executable, "-m", "finetune", "fit", "--config", str(TINY), *demo_overrides(demo, run),
-         "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_epochs", "2"],
+         "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_epochs", "2", "--data.image_test", uneven],
         capture_output=True, text=True, cwd=ROOT, timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((run / "result.json").read_text())
     assert Path(result["best_checkpoint"]).is_file()
     assert 0.0 <= result["test"]["test/au_f1_image"] <= 1.0 and 0.0 <= result["test"]["test/war_clip"] <= 1.0
-    assert result["test"]["test/identity_probe_subjects_image"] == 8  # features gathered from both ranks
+    probe = result["test"]["test/identity_probe_train_samples_image"] + result["test"]["test/identity_probe_test_samples_image"]
+    assert probe == 112 + 24  # features gathered from both ranks, each image once
 
 
 @pytest.mark.slow
