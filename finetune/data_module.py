@@ -6,7 +6,9 @@ kept in checkpoints by Lightning). An epoch is ``image_passes`` passes over the 
 set and ``clip_passes`` over the clip training set. Validation gives one loader per modality
 (one view per sample); the test gives clips as multi-view batches ``(B, V, C, T, H, W)`` with
 ``views = V``: ``test_clips`` windows of ``num_frames`` at ``clip_stride`` spaced over the whole
-clip, times ``test_crops`` crops along the long side (:mod:`data_shards.decode`).
+clip, times ``test_crops`` crops along the long side (:mod:`data_shards.decode`). What every
+loader skipped (corrupt samples, truncated shards) is counted by :meth:`FinetuneDataModule.skipped_samples`:
+the engine's step lines and fit summary show the training and validation counts, the test results the test's.
 
 :meth:`FinetuneDataModule.task_spec` reads only the manifests (before any process group
 exists); loaders are built when Lightning asks for them, so ranks and world size are known.
@@ -87,6 +89,7 @@ class FinetuneDataModule(pl.LightningDataModule):
         self.world_size = config.trainer.devices * config.trainer.num_nodes
         self._sets: dict[str, list[ShardSet]] = {}
         self._batches: InterleavedBatches | None = None
+        self._eval_built: list[tuple[str, str, ShardLoader]] = []  # (split, modality, loader) of every evaluation loader
 
     def modalities(self) -> list[str]:
         """Modalities with training shards."""
@@ -191,8 +194,13 @@ class FinetuneDataModule(pl.LightningDataModule):
         return self._batches
 
     def skipped_samples(self) -> dict[str, int]:
-        """Corrupt samples and truncated shards skipped so far by this rank's training loaders."""
-        return self._batches.skipped() if self._batches is not None else {}
+        """Corrupt samples and truncated shards skipped so far on this rank, per read: training loaders as
+        ``<modality>_<kind>``, validation and test loaders as ``<split>_<modality>_<kind>`` (once built)."""
+        found = self._batches.skipped() if self._batches is not None else {}
+        for split, modality, loader in self._eval_built:
+            for kind, count in loader.skipped.items():
+                found[f"{split}_{modality}_{kind}"] = found.get(f"{split}_{modality}_{kind}", 0) + count
+        return found
 
     def position(self) -> tuple[int, int]:
         """The current epoch and the batches of it trained so far (Lightning's progress counters)."""
@@ -211,6 +219,7 @@ class FinetuneDataModule(pl.LightningDataModule):
             options = ViewOptions(test_clips=data.test_clips, test_crops=data.test_crops) if multi_view else ViewOptions()
             config = self._loader_config(modality, getattr(data, f"{modality}_batch_size"))
             loader = eval_loader(config, shards=shards, subjects=list(subjects), view_options=options)
+            self._eval_built.append((split, modality, loader))
             loaders.append((loader, options.test_clips * options.test_crops))
         return loaders
 

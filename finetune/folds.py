@@ -221,7 +221,10 @@ def run_folders(output_dir: Path, k: int, seeds: Sequence[int]) -> dict[tuple[in
 
 
 def summarise(output_dir: Path, k: int, seeds: Sequence[int] = ()) -> dict[str, Any]:
-    """Every test metric of the finished runs (their ``result.json``): per run, per fold, mean, std and 95% interval."""
+    """Every test metric of the finished runs (their ``result.json``): per run, per fold, mean, std and 95% interval.
+
+    The sample counts (``test/samples_*``) are kept per run only.
+    """
     runs: dict[str, dict[str, float]] = {}
     by_fold: dict[int, list[dict[str, float]]] = {}
     for (fold, _), folder in run_folders(output_dir, k, seeds).items():
@@ -230,7 +233,7 @@ def summarise(output_dir: Path, k: int, seeds: Sequence[int] = ()) -> dict[str, 
             metrics = json.loads(result.read_text())["test"]
             runs["-".join(folder.relative_to(output_dir).parts)] = metrics
             by_fold.setdefault(fold, []).append(metrics)
-    names = sorted({name for metrics in runs.values() for name in metrics})
+    names = sorted({name for metrics in runs.values() for name in metrics if not name.startswith("test/samples_")})  # counts, not metrics
     summary: dict[str, Any] = {"k": k, "seeds": list(seeds), "runs": len(runs), "finished": sorted(by_fold), "metrics": {}}
     for name in names:
         values = [m[name] for m in runs.values() if name in m and math.isfinite(m[name])]

@@ -109,6 +109,7 @@ class FinetuneModule(pl.LightningModule):
             if name.startswith("au_"):
                 self.register_buffer(f"threshold_index_{name}", torch.full((len(self.spec.au_ids),), half, dtype=torch.long))
         self.probe_parts: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.scored: dict[str, torch.Tensor] = {}  # test samples scored per modality on this rank (on the device)
         self.test_results: dict[str, float] = {}
         self.window = StepWindow()  # read by the engine's TrainingMetrics
 
@@ -217,6 +218,8 @@ class FinetuneModule(pl.LightningModule):
                 metric.update(probs, batch["aus"].to(self.device)[valid])
             else:
                 metric.update(probs.argmax(dim=-1), self._expression(batch)[valid])
+        if stage == "test":
+            self.scored[modality] = self.scored.get(modality, 0) + valid.sum()
         if stage == "test" and self.config.eval.identity_probe:
             feature = out["feature"].float().view(-1, count, out["feature"].shape[-1]).mean(dim=1)
             kept = batch["valid"].cpu()
@@ -240,17 +243,41 @@ class FinetuneModule(pl.LightningModule):
         rank_zero_info(f"epoch {self.current_epoch} step {self.global_step}: {summary}")
 
     def on_test_epoch_start(self) -> None:
-        """Forget features of an earlier test run."""
-        self.probe_parts = []
+        """Forget features and counts of an earlier test run."""
+        self.probe_parts, self.scored = [], {}
 
     def on_test_epoch_end(self) -> None:
-        """Log test metrics, save pictures, run the identity probe on the held-out subjects."""
+        """Log test metrics and sample counts, save pictures, run the identity probe on the held-out subjects."""
         results = self._summarise("test")
+        results.update(self._test_sample_counts())
         if self.config.eval.identity_probe:
             results.update(self._probe())
         for name, value in results.items():
             self.log(name, value, sync_dist=False)
         self.test_results = results
+
+    def _test_sample_counts(self) -> dict[str, float]:
+        """``test/samples_<m>`` scored and ``test/samples_skipped_<kind>_<m>`` (corrupt samples, truncated shards), over every rank.
+
+        The skipped counts come from the data module's test loaders (``skipped_samples``), when it has them.
+        """
+        modalities = [m for m in self.spec.modalities if getattr(self.config.data, f"{m}_test")]  # from the config: alike on every rank
+        counter = getattr(self.trainer.datamodule, "skipped_samples", None)
+        skipped = {k.removeprefix("test_"): n for k, n in (counter() if counter else {}).items() if k.startswith("test_")}
+        names = sorted(skipped)  # the same names on every rank
+        scored = [self.scored.get(m, torch.zeros((), device=self.device)).double() for m in modalities]
+        parts = [*scored, *(torch.tensor(float(skipped[n]), device=self.device, dtype=torch.float64) for n in names)]
+        if not parts:
+            return {}
+        counts = torch.stack(parts)
+        if self.trainer.world_size > 1:
+            counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
+        values = counts.tolist()
+        results = {f"test/samples_{m}": value for m, value in zip(modalities, values)}
+        for name, value in zip(names, values[len(modalities) :]):
+            modality, kind = name.split("_", 1)
+            results[f"test/samples_skipped_{kind}_{modality}"] = value
+        return results
 
     def _summarise(self, stage: str) -> dict[str, float]:
         results: dict[str, float] = {}

@@ -77,7 +77,7 @@ def test_two_gloo_processes(demo: dict[str, str], tmp_path: Path) -> None:
     assert Path(result["best_checkpoint"]).is_file()
     assert 0.0 <= result["test"]["test/au_f1_image"] <= 1.0 and 0.0 <= result["test"]["test/war_clip"] <= 1.0
     probe = result["test"]["test/identity_probe_train_samples_image"] + result["test"]["test/identity_probe_test_samples_image"]
-    assert probe == 112 + 24  # features gathered from both ranks, each image once
+    assert probe == result["test"]["test/samples_image"] == 112 + 24  # features and counts from both ranks, each image once
 
 
 @pytest.mark.slow
