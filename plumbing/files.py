@@ -3,7 +3,8 @@
 Every file the project writes for others to read (manifests, shards, checkpoints, configs,
 results, pictures, tokens) goes through :func:`atomic_path`: the bytes are written under a
 temporary name in the same folder, flushed to disk (fsync) and renamed over the target, so a
-reader or a restarted job sees either the old file or the new one, never half of one.
+reader or a restarted job sees either the old file or the new one, never half of one. A folder
+written as a whole (a release) is filled under a temporary name by :func:`staged_folder` and renamed.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import hashlib
 import io
 import json
 import os
+import shutil
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,6 +55,33 @@ def atomic_path(path: str | Path, mode: int | None = None) -> Iterator[Path]:
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
+
+
+@contextmanager
+def staged_folder(path: str | Path) -> Iterator[Path]:
+    """Yield a new hidden folder beside ``path`` to fill; on success its files are fsynced and it is renamed to ``path``.
+
+    ``path`` must not exist or be an empty folder (:class:`FileExistsError` otherwise); its parent
+    is created. On an exception the staged folder is removed and ``path`` is left as it was, so a
+    crash never leaves a half-written folder that looks whole.
+    """
+    target = Path(path)
+    if target.exists() and any(target.iterdir()):
+        raise FileExistsError(f"{target}: exists and is not empty; choose a new folder")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:8]}")
+    staging.mkdir()
+    try:
+        yield staging
+        for file in staging.rglob("*"):
+            if file.is_file():
+                _fsync(file)
+        if target.exists():
+            target.rmdir()
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def write_bytes_atomic(path: str | Path, data: bytes, mode: int | None = None) -> Path:

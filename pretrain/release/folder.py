@@ -5,21 +5,20 @@ the loader module that rebuilds that kind (:mod:`pretrain.release.pretrained` fo
 models, :mod:`finetune.release` for fine-tuned ones; the MLflow registry imports it), what
 that kind needs to rebuild its network, the package version and the SHA-256 of the weights file,
 which :func:`read_release_folder` checks before loading. A folder is staged under a temporary
-name and renamed when complete, so a crash never leaves a half-written release that looks whole.
+name and renamed when complete (:func:`plumbing.files.staged_folder`), so a crash never leaves a
+half-written release that looks whole.
 """
 
 
 from __future__ import annotations
 
 import json
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from plumbing.files import file_sha256, write_json_atomic
+from plumbing.files import file_sha256, staged_folder, write_json_atomic
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -46,23 +45,12 @@ def write_release_folder(folder: str | Path, state: dict[str, torch.Tensor], met
     from safetensors.torch import save_file
 
     folder = Path(folder)
-    if folder.exists() and any(folder.iterdir()):
-        raise FileExistsError(f"{folder}: release folder exists and is not empty; choose a new folder")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = folder.with_name(f".{folder.name}.partial-{uuid.uuid4().hex[:8]}")
-    staging.mkdir()
-    try:
+    with staged_folder(folder) as staging:  # refuses a folder that is not empty
         weights = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
         save_file(weights, str(staging / WEIGHTS_FILE), metadata={"format": "pt"})
         header = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "package_version": package_version()}
         record = {**header, **meta, "weights_sha256": file_sha256(staging / WEIGHTS_FILE)}
         write_json_atomic(staging / CONFIG_FILE, record)
-        if folder.exists():
-            folder.rmdir()
-        staging.rename(folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return folder
 
 

@@ -21,14 +21,13 @@ release that would lose anything on the way is refused; ``out`` is whole or abse
 
 from __future__ import annotations
 
-import shutil
-import uuid
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 from transformers import PreTrainedModel, VideoMAEConfig, VideoMAEModel, ViTMAEConfig, ViTMAEModel
 
+from plumbing.files import staged_folder
 from plumbing.recipes import ConfigError
 from pretrain.model.checkpoint_formats import export_mae_state_dict
 from pretrain.model.pos_embed import videomae_sinusoid
@@ -163,17 +162,8 @@ def export_transformers(release: str | Path, out: str | Path) -> Path:
     model.load_state_dict(loaded.state_dict, strict=True)
     encoder = getattr(model, "encoder", model).eval()
     hf_config, weights = vitmae_export(encoder) if encoder.cls_token is not None else videomae_export(encoder, str(release))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.with_name(f".{out.name}.partial-{uuid.uuid4().hex[:8]}")
-    staging.mkdir()
-    try:
+    with staged_folder(out) as staging:
         save_file({k: v.contiguous() for k, v in weights.items()}, str(staging / WEIGHTS_FILE), metadata={"format": "pt"})
         hf_config.save_pretrained(str(staging))
         check_export(staging, encoder)
-        if out.exists():
-            out.rmdir()
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out
