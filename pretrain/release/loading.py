@@ -10,7 +10,11 @@ Reads, without ever unpickling code:
   (:mod:`pretrain.model.checkpoint_formats`).
 
 The full :class:`~pretrain.model.mae.MaskedAutoencoder` comes back when the file has a decoder,
-else the :class:`~pretrain.model.vit.VisionTransformer`; either in eval mode.
+else the :class:`~pretrain.model.vit.VisionTransformer`; either in eval mode. What a foreign file
+holds beyond that model (a fine-tuned ``fc_norm``/``head``, S4D's image and video heads) is left
+out with a warning naming it; :func:`pretrain.model.checkpoint_formats.import_state_dict` keeps
+it in ``extras``. S4D's pretraining files (VideoMAE's tensors, saved by S4D's trainer beside its
+top-level ``loss`` and ``steps``) are built at S4D's 160 px unless asked otherwise, with a warning then.
 
 :func:`release_checkpoint` writes any of these (and DeepSpeed's sharded checkpoint directories,
 consolidated to one fp32 file with Lightning's ``convert_zero_checkpoint_to_fp32_state_dict``)
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +34,8 @@ from torch import nn
 
 from plumbing.recipes import ConfigError
 from pretrain.model.checkpoint_formats import (
+    BLOCK_KEY,
+    S4D_IMG_SIZE,
     detect_layout,
     import_state_dict,
     infer_config,
@@ -43,6 +50,7 @@ from pretrain.release.pretrained import model_from_config, read_release, write_r
 from pretrain.release.registry import URI_SCHEMES, download_release
 
 RESIZABLE = ("img_size", "num_frames")
+S4D_TRAINER_KEYS = ("loss", "steps")  # what S4D's trainer (omnivision) saves beside "model"; VideoMAE's files lack both
 
 
 def load_model(
@@ -96,12 +104,31 @@ def _from_file(path: Path, config: MAEConfig | ViTConfig | None, encoder_only: b
             raise ValueError(f"{path}: a bare state dict of our model carries no config; pass config=... or load a release folder")
         return _build(config, state, overrides, str(path))
     layout = detect_layout(state, str(path))
-    if overrides:
+    s4d_pretraining = layout == "videomae" and all(key in stored for key in S4D_TRAINER_KEYS)
+    if overrides or (s4d_pretraining and config is None):
         found = config if config is not None else infer_config(state, layout)
         encoder = found.encoder if isinstance(found, MAEConfig) else found
-        encoder = dataclasses.replace(encoder, **overrides)
+        native = {"img_size": S4D_IMG_SIZE} if s4d_pretraining and config is None else {}
+        encoder = dataclasses.replace(encoder, **{**native, **overrides})
         config = dataclasses.replace(found, encoder=encoder) if isinstance(found, MAEConfig) else encoder
-    return import_state_dict(state, config, str(path), encoder_only).model
+    if s4d_pretraining and (config.encoder if isinstance(config, MAEConfig) else config).img_size != S4D_IMG_SIZE:
+        warnings.warn(f"{path}: an S4D pretraining file (trained at {S4D_IMG_SIZE} px) built for another img_size: positions are "
+                      f"laid out for another grid and its features differ from S4D's; load it with img_size={S4D_IMG_SIZE}", stacklevel=3)
+    imported = import_state_dict(state, config, str(path), encoder_only)
+    _warn_left_out(imported.extras, path)
+    return imported.model
+
+
+def _warn_left_out(extras: dict[str, torch.Tensor], path: Path) -> None:
+    """Warn naming the tensors outside the blocks that the returned model does not hold (block tensors are warned about on import)."""
+    left = sorted({key.rsplit(".", 1)[0] for key in extras if BLOCK_KEY.search(key) is None})
+    if left:
+        warnings.warn(
+            f"{path}: the model returned holds no {', '.join(left)} ({sum(BLOCK_KEY.search(k) is None for k in extras)} tensors of the "
+            "file, e.g. a fine-tuned classifier and its norm): they are left out; "
+            "pretrain.model.checkpoint_formats.import_state_dict(...).extras keeps them",
+            stacklevel=4,
+        )
 
 
 def _is_ours(state: dict[str, torch.Tensor]) -> bool:

@@ -193,11 +193,42 @@ def test_s4d_file_warns_about_its_adapters_and_a_size_other_than_160(tmp_path: P
     with pytest.warns(UserWarning) as caught:
         model = load_model(path)
     assert model.config.img_size == 160
-    messages = [str(w.message) for w in caught]  # only the adapters: S4D's own size was assumed
-    assert len(messages) == 1 and "S4D MoAE adapter tensors in blocks [1]" in messages[0]
+    messages = sorted(str(w.message) for w in caught)  # the adapters and the heads: S4D's own size was assumed
+    assert len(messages) == 2 and "S4D MoAE adapter tensors in blocks [1]" in messages[0]
+    assert "holds no fc_norm, head.video (4 tensors" in messages[1] and "left out" in messages[1]
     with pytest.warns(UserWarning) as caught:
         load_model(path, img_size=32, num_frames=4)
     assert sum("S4D file (trained at 160 px) built for img_size=32" in str(w.message) for w in caught) == 1
+
+
+def test_a_finetuned_files_head_is_named_when_left_out(tmp_path: Path) -> None:
+    from test_checkpoint_formats import random_mae_state
+
+    from pretrain import load_model
+
+    path = tmp_path / "fmae_finetuned.pth"
+    torch.save({"model": random_mae_state(decoder=False, finetuned=True), "epoch": 3}, path)  # FMAE-IAT's fine-tuned files
+    with pytest.warns(UserWarning, match=r"fmae_finetuned\.pth: the model returned holds no fc_norm, head \(4 tensors.*left out"):
+        assert isinstance(load_model(path), VisionTransformer)
+
+
+def test_s4d_pretraining_files_are_told_by_their_trainer_keys_and_load_at_160(tmp_path: Path) -> None:
+    import warnings
+
+    from test_checkpoint_formats import random_videomae_state
+
+    from pretrain import load_model
+
+    state = random_videomae_state()
+    s4d, videomae = tmp_path / "s4d_pretrain.pt", tmp_path / "videomae_pretrain.pth"
+    torch.save({"model": state, "optimizer": {}, "epoch": 99, "loss": {}, "steps": {"train": 1000, "val": 0}}, s4d)  # S4D's trainer
+    torch.save({"model": state, "epoch": 99}, videomae)  # VideoMAE's own
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # S4D's own size: nothing to warn about, nothing left out
+        assert load_model(s4d).encoder.config.img_size == 160
+        assert load_model(videomae).encoder.config.img_size == 224
+    with pytest.warns(UserWarning, match=r"s4d_pretrain\.pt: an S4D pretraining file \(trained at 160 px\).*img_size=160"):
+        assert load_model(s4d, img_size=32, num_frames=4).encoder.config.img_size == 32
 
 
 @pytest.mark.slow
