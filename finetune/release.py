@@ -11,8 +11,9 @@ which serves AU and expression probabilities. Input: uint8 pixels of the model's
 the encoder config, the fine-tuning recipe, the task spec (modalities, tasks, AU ids, class
 names, and ``class_maps``: which modality learned through its classes mapped by name onto the
 heads' ``class_names``, which :mod:`finetune.scoring` applies to that modality's test shards) and
-the per-AU decision thresholds chosen on validation, plus the package version and the weights'
-SHA-256 (checked on reading).
+the per-AU decision thresholds chosen on validation, plus the package version, the weights'
+SHA-256 (checked on reading) and the ``lineage`` of the checkpoint it was made from (its training
+run, recipe, data manifests' and own SHA-256: :func:`pretrain.release.pretrained.release_lineage`).
 
 The identity head of IAT is left out, and so is the subject vocabulary: a released model
 predicts AUs and expressions, it does not carry the training subjects' names.
@@ -32,6 +33,7 @@ from finetune.metrics import DEFAULT_THRESHOLDS
 from finetune.task_model import FaceTaskModel, TaskSpec, build_task_model, head_name
 from pretrain.model.config import ViTConfig
 from pretrain.release.folder import read_release_folder, write_release_folder
+from pretrain.release.pretrained import release_lineage
 from pretrain.release.pyfunc import FacePredictor, ReleaseDescription
 from pretrain.release.registry import URI_SCHEMES, download_release
 
@@ -105,7 +107,7 @@ def release_finetuned(checkpoint: str | Path, out: str | Path) -> Path:
     rebuild(encoder_config, recipe, spec, state, str(source))  # what is written must load
     meta = {
         "kind": KIND, "loader_module": LOADER_MODULE, "encoder_config": dataclasses.asdict(encoder_config), "config": dataclasses.asdict(recipe),
-        "spec": dataclasses.asdict(spec), "au_thresholds": thresholds,
+        "spec": dataclasses.asdict(spec), "au_thresholds": thresholds, "lineage": release_lineage(source),
     }  # fmt: skip
     return write_release_folder(folder, state, meta)
 

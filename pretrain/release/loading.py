@@ -46,7 +46,7 @@ from pretrain.model.config import MAEConfig, ViTConfig, config_from_dict
 from pretrain.model.mae import MaskedAutoencoder
 from pretrain.model.pos_embed import resize_table, sincos_3d
 from pretrain.release.folder import CONFIG_FILE, WEIGHTS_FILE
-from pretrain.release.pretrained import model_from_config, read_release, write_release
+from pretrain.release.pretrained import model_from_config, read_release, release_lineage, write_release
 from pretrain.release.registry import URI_SCHEMES, download_release
 
 RESIZABLE = ("img_size", "num_frames")
@@ -202,11 +202,13 @@ def load_trained_model(checkpoint: str | Path) -> nn.Module:
 def release_checkpoint(checkpoint: str | Path, out: str | Path, with_decoder: bool = False) -> Path:
     """Write the encoder of ``checkpoint`` (with ``with_decoder``, the whole MAE) to the new folder ``out``.
 
-    Returns the release folder (``model.safetensors`` + ``config.json``).
+    Returns the release folder (``model.safetensors`` + ``config.json``, which records the
+    checkpoint's lineage: :func:`pretrain.release.pretrained.release_lineage`).
     """
     model = load_trained_model(checkpoint)
+    lineage = release_lineage(checkpoint)
     if isinstance(model, MaskedAutoencoder):
-        return write_release(model, model.config, out) if with_decoder else write_release(model.encoder, model.config.encoder, out)
+        return write_release(model, model.config, out, lineage) if with_decoder else write_release(model.encoder, model.config.encoder, out, lineage)
     if with_decoder:
         raise ConfigError(f"--with_decoder: checkpoint {checkpoint} holds an encoder without a decoder; release it without --with_decoder")
-    return write_release(model, model.config, out)
+    return write_release(model, model.config, out, lineage)

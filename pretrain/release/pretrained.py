@@ -1,7 +1,8 @@
 """The pretrained release kinds: ``encoder`` (the ViT alone) and ``mae`` (the whole masked autoencoder).
 
 Written and read through :mod:`pretrain.release.folder`; ``config.json`` holds the model config
-(``dataclasses.asdict``) and names this module as the loader MLflow imports. As that loader
+(``dataclasses.asdict``), names this module as the loader MLflow imports and, for a release made
+from a checkpoint, its ``lineage`` (:func:`release_lineage`). As that loader
 (``_load_pyfunc``), it serves image embeddings: ``{"embedding": (B, D)}``, the mean of the
 encoder's patch tokens after its final norm, from uint8 pixels.
 """
@@ -9,7 +10,9 @@ encoder's patch tokens after its final norm, from uint8 pixels.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -18,6 +21,7 @@ from pretrain.model.config import MAEConfig, ViTConfig, config_from_dict
 from pretrain.model.mae import MaskedAutoencoder
 from pretrain.model.vit import VisionTransformer
 from pretrain.release.folder import CONFIG_FILE, read_release_folder, write_release_folder
+from pretrain.release.lineage import training_lineage, weights_sha256
 from pretrain.release.pyfunc import FacePredictor, ReleaseDescription
 
 KINDS = ("mae", "encoder")
@@ -46,10 +50,24 @@ def model_from_config(config: MAEConfig | ViTConfig) -> nn.Module:
     return MaskedAutoencoder(config) if isinstance(config, MAEConfig) else VisionTransformer(config)
 
 
-def write_release(model: nn.Module, config: MAEConfig | ViTConfig, folder: str | Path) -> Path:
+def release_lineage(checkpoint: str | Path) -> dict[str, Any]:
+    """Where a release made from ``checkpoint`` comes from, as its ``config.json`` records it (``lineage``).
+
+    The fields the registry records (:func:`pretrain.release.lineage.training_lineage`: the
+    checkpoint, its training run and store from the run folder's record, the recipe and its data
+    manifests' SHA-256) and the checkpoint's SHA-256 (of its weights for a release folder; absent
+    for a DeepSpeed folder).
+    """
+    lineage = {"checkpoint": str(checkpoint), **training_lineage(checkpoint)}
+    checksum = weights_sha256(checkpoint)
+    return {**lineage, "checkpoint_sha256": checksum} if checksum else lineage
+
+
+def write_release(model: nn.Module, config: MAEConfig | ViTConfig, folder: str | Path, lineage: Mapping[str, Any] | None = None) -> Path:
     """Write ``model`` (an MAE with its ``MAEConfig``, or an encoder with its ``ViTConfig``) to ``folder``.
 
-    ``folder`` must not exist yet, or be empty. Returns the folder.
+    ``folder`` must not exist yet, or be empty. ``lineage`` (:func:`release_lineage`) is recorded
+    in ``config.json`` when given. Returns the folder.
     """
     if isinstance(model, MaskedAutoencoder) and isinstance(config, MAEConfig):
         kind = "mae"
@@ -57,7 +75,7 @@ def write_release(model: nn.Module, config: MAEConfig | ViTConfig, folder: str |
         kind = "encoder"
     else:
         raise TypeError(f"write a MaskedAutoencoder with an MAEConfig or a VisionTransformer with a ViTConfig, got {type(model).__name__} with {type(config).__name__}")
-    meta = {"kind": kind, "loader_module": LOADER_MODULE, "config": dataclasses.asdict(config)}
+    meta = {"kind": kind, "loader_module": LOADER_MODULE, "config": dataclasses.asdict(config), **({"lineage": dict(lineage)} if lineage else {})}
     return write_release_folder(folder, model.state_dict(), meta)
 
 

@@ -97,6 +97,18 @@ def test_pretraining_finetuning_and_release_share_one_store_and_record_their_lin
     lineage = Model.load(str(model_dir)).metadata["lineage"]
     assert lineage["recipe"] == json.loads((finetune_dir / "config.json").read_text()) and lineage["training_run_id"] == finetune_run["run_id"]
 
+    best = finetune_dir / "checkpoints" / "best.ckpt"  # release folders made without --name record the same lineage
+    released = {"pretrain": (init, pretrain_run, {image_sets["images-train"]: file_sha256(image_sets["images-train"])}),
+                "finetune": (best, finetune_run, manifests)}
+    for stage, (checkpoint, run, data) in released.items():
+        run_stage(stage, "release", str(checkpoint), "--out", str(tmp_path / f"{stage}-plain"), env=env, cwd=work)
+        recorded = json.loads((tmp_path / f"{stage}-plain" / "config.json").read_text())["lineage"]
+        assert (recorded["training_run_id"], recorded["training_tracking_uri"]) == (run["run_id"], uri), stage
+        assert recorded["checkpoint"] == str(checkpoint) and recorded["checkpoint_sha256"] == file_sha256(checkpoint), stage
+        assert recorded["data_manifests_sha256"] == data, stage
+    registered = json.loads((tmp_path / "release" / "config.json").read_text())["lineage"]
+    assert {key: registered[key] for key in lineage} == lineage and registered["checkpoint_sha256"] == file_sha256(best)
+
 
 @pytest.mark.slow
 def test_a_run_started_from_a_registered_model_names_its_version_and_links_it(
