@@ -58,6 +58,7 @@ def submit(
     signal_delay_s: int = 120,
     seeds: list[int] | None = None,
     folds: int = 0,
+    fold_partition: Literal["", "auto", "published", "random"] = "",
     val_fraction: float = 0.15,
     num_parts: int = 1,
     search_space: str = "",
@@ -85,7 +86,11 @@ def submit(
         max_requeues: times a job may save and requeue itself (time limit, preemption) before it stops.
         signal_delay_s: seconds before the time limit at which the job saves and requeues.
         seeds: finetune: one run per seed, e.g. ``--seeds [0,1,2]`` (a job array); empty = the recipe's seed.
-        folds: finetune: subject-exclusive k-fold, one array element per fold, then ``folds.json``; 0 = no folds.
+        folds: finetune: subject-exclusive k-fold as ``python -m finetune folds`` runs it, one array element per
+            fold x seed, then one summary job (``folds.json``, MLflow parent run); 0 = no folds, unless
+            ``fold_partition`` is given (then the partition's fold count).
+        fold_partition: finetune folds: ``auto`` (the published partition of the data's subjects, else random),
+            ``published`` or ``random`` (``--partition`` is SLURM's); empty = ``auto`` when ``folds`` is given.
         val_fraction: finetune folds: share of each fold's training subjects used for validation.
         num_parts: shards: parts of the job array, one shard range each, then a manifest merge job.
         search_space: sweep: the sweep file; the job runs a Ray cluster over its nodes (one task each) and the sweep there.
@@ -109,7 +114,7 @@ def submit(
         signal_delay_s=signal_delay_s, max_requeues=max_requeues,
     )
     fanout = Fanout(
-        seeds=seeds or [], folds=folds, val_fraction=val_fraction, num_parts=num_parts,
+        seeds=seeds or [], folds=folds, fold_partition=fold_partition, val_fraction=val_fraction, num_parts=num_parts,
         search_space=search_space, num_samples=num_samples, cpus_per_trial=cpus_per_trial,
     )
     plan = plan_submission(stage, recipe, resources, folder, overrides or [], fanout)

@@ -21,9 +21,7 @@ from submitit.helpers import Checkpointable, DelayedSubmission
 
 from data_shards.build import merge_parts
 from data_shards.cli import build
-from finetune.folds import SUMMARY, summarise
 from finetune.training import run_finetuning
-from plumbing.files import write_json_atomic
 from pretrain.engine.checkpointing import LAST_CHECKPOINT, checkpoint_dir
 from pretrain.engine.tracking import resolve_tracking_uri
 from pretrain.training import run_pretraining
@@ -98,19 +96,19 @@ class TrainingJob(StageJob):
 
         from mlflow.tracking import MlflowClient
 
-
         uri = resolve_tracking_uri(self.config.tracking, self.output_dir)
-        if not uri.startswith("sqlite:"):
+        if not uri.startswith("sqlite:///"):
             return
-        Path(self.output_dir).mkdir(parents=True, exist_ok=True)
-        with open(Path(self.output_dir) / ".mlflow-store.lock", "w") as lock:
+        database = Path(uri.removeprefix("sqlite:///"))
+        database.parent.mkdir(parents=True, exist_ok=True)
+        # beside the database: every job of an array that shares one store takes the same lock
+        with open(database.parent / f".{database.name}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             MlflowClient(uri)  # creates the tables if they are missing
 
     def __call__(self) -> str:
         """Train; on a SLURM stop signal, save, then let submitit requeue (rank 0) or exit (other ranks)."""
         import submitit
-
 
         requeue = signal.getsignal(signal.SIGUSR2)  # submitit's handler: checkpoint() + scontrol requeue
         announce(self.describe())
@@ -158,22 +156,6 @@ class FinetuneJob(TrainingJob):
     def train(self, callbacks: list[Any]) -> dict[str, Any]:
         """Run :func:`finetune.training.run_finetuning`; return its result (run folder and metrics)."""
         return run_finetuning(self.config, extra_callbacks=callbacks).as_dict()
-
-
-class FoldSummaryJob:
-    """After a fold array: write ``folds.json`` (mean and spread over folds) in each k-fold output folder."""
-
-    def __init__(self, output_dirs: list[str], k: int) -> None:
-        self.output_dirs = output_dirs
-        self.k = k
-
-    def __call__(self) -> list[str]:
-        """Summarise every folder; return the summary files."""
-        written = []
-        for folder in self.output_dirs:
-            write_json_atomic(Path(folder) / SUMMARY, summarise(Path(folder), self.k))
-            written.append(str(Path(folder) / SUMMARY))
-        return written
 
 
 class ShardPartJob(StageJob):

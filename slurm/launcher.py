@@ -96,6 +96,7 @@ def plan_submission(
     if stage not in STAGES:
         raise ConfigError(f"stage={stage!r}: expected one of {', '.join(STAGES)}")
     misplaced = {"seeds": bool(fanout.seeds) and stage != "finetune", "folds": bool(fanout.folds) and stage != "finetune",
+                 "fold_partition": bool(fanout.fold_partition) and stage != "finetune",
                  "num_parts": fanout.num_parts > 1 and stage != "shards", "search_space": bool(fanout.search_space) and stage != "sweep"}
     for flag, wrong in misplaced.items():
         if wrong:

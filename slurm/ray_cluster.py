@@ -136,7 +136,6 @@ class RaySweepJob:
         """Head (task 0): start Ray, wait for the workers, sweep, stop. Workers: join, wait for the end marker."""
         import submitit
 
-
         env = submitit.JobEnvironment()
         head_ip = socket.gethostbyname(env.hostnames[0])
         node_ip = socket.gethostbyname(os.environ.get("SLURMD_NODENAME", env.hostname))

@@ -103,7 +103,6 @@ def sweep_recipe(
     """:func:`run_sweep` on a recipe already read (the ``sweep`` command builds it from its flags)."""
     import mlflow
 
-
     if num_samples < 1:
         raise ConfigError(f"--num_samples={num_samples}: must be >= 1")
     validate(config)
@@ -154,7 +153,6 @@ def tune_trials(
     """Start or join Ray and run the trials; returns Ray Tune's ``ResultGrid``."""
     import ray
     from ray import tune
-
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"  # trials read the recipe's relative paths from our folder

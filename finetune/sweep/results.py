@@ -74,7 +74,6 @@ def write_best(results: Any, config: FinetuneConfig, metric: str, mode: str, fol
     """Pick the best trial (best value at any validation) and write its recipe, checkpoint and summary."""
     import yaml
 
-
     errors = [result.error for result in results if result.error is not None]
     if len(errors) == len(results):
         raise RuntimeError(f"every trial of the sweep failed; the first error: {errors[0]!r}")

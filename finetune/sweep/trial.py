@@ -39,7 +39,6 @@ def train_trial(params: dict[str, Any], *, base_config: FinetuneConfig, metric: 
     """
     from ray import tune
 
-
     os.chdir(workdir)  # the recipe's relative shard paths are relative to where the sweep started
     context = tune.get_context()
     name = context.get_trial_name()

@@ -85,6 +85,12 @@ def test_dry_run_of_finetune_folds_plans_one_element_per_fold_and_seed_and_a_sum
     assert f"# resolved config of folds.json of 2 folds -> {tmp_path / 'ft'}" in out
     assert f"tracking_uri: sqlite:///{tmp_path / 'ft'}/mlflow.db" in out, "every fold logs to the store of the parent run"
     assert "partition: random subject folds (seed 0)" in out
+    published = run_slurm_cli(
+        "submit", "finetune", "--config", str(recipe), "--fold-partition", "published", "--folder", str(tmp_path), "--dry-run",
+        "--", "--data.image_train", f"[{demo_shards['images-train']}]", "--data.clip_train", "[]", "--trainer.output_dir", str(tmp_path / "ft2"),
+        check=False,
+    )  # fmt: skip
+    assert published.returncode == 2 and "published" in published.stderr and "Traceback" not in published.stderr  # the demo's subjects are in no published partition
 
 
 def _bp4d_named_shards(tmp_path: Path) -> str:
@@ -137,6 +143,7 @@ def test_fold_arrays_split_subjects_as_finetune_folds_does(tmp_path: Path) -> No
     [
         (["--time", "soon"], "resources.time='soon'"),
         (["--num-parts", "2"], "--num_parts does not apply to stage pretrain"),
+        (["--fold-partition", "published"], "--fold_partition does not apply to stage pretrain"),
         (["--", "--trainer.max_stepz", "3"], "max_stepz"),
     ],
 )
