@@ -8,7 +8,8 @@ not encode identity in general, not merely that it forgot the training identitie
 subject's samples are ordered by a hash of their key and dealt alternately into probe-train and
 probe-test halves (deterministic, independent of how ranks split the data). The probe is a
 multinomial logistic regression on standardised features, fit full-batch with L-BFGS and a
-small L2 penalty; chance level (1 / subjects) is reported beside it.
+small L2 penalty (the project's one fitter, :mod:`pretrain.linear_probe`); chance level
+(1 / subjects) is reported beside it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
+
+from pretrain.linear_probe import fit_multinomial, standardiser
 
 
 @dataclass
@@ -66,35 +68,24 @@ def identity_probe(
     """Fit a linear identity probe on half of each subject's samples, report accuracy on the rest.
 
     ``features`` ``(N, D)`` are frozen pooled features, ``subjects`` ``(N,)`` identity indices
-    (-1 = unknown), ``hashes`` ``(N,)`` from :func:`key_hash` of the sample keys.
+    (-1 = unknown), ``hashes`` ``(N,)`` from :func:`key_hash` of the sample keys. The objective
+    is the mean cross-entropy plus ``l2 * ||W||^2`` (:func:`pretrain.linear_probe.fit_multinomial`
+    at ``C = 1 / (2 l2 N)``), at most ``steps`` L-BFGS iterations.
     """
-    with torch.inference_mode(False), torch.enable_grad():  # callable from Lightning's test loop (inference mode)
-        return _fit_probe(features.detach().float().cpu().clone(), subjects.cpu().clone(), hashes.cpu().clone(), steps, l2)
-
-
-def _fit_probe(features: torch.Tensor, subjects: torch.Tensor, hashes: torch.Tensor, steps: int, l2: float) -> ProbeResult:
+    features, subjects, hashes = features.detach().float().cpu(), subjects.cpu(), hashes.cpu()
     train, test = probe_halves(subjects, hashes)
     kept = sorted(set(subjects[train].tolist()))
     if len(kept) < 2:
         raise ValueError(f"an identity probe needs >= 2 subjects with >= 2 samples each; found {len(kept)}")
     relabel = {subject: index for index, subject in enumerate(kept)}
     labels = torch.tensor([relabel.get(int(s), -1) for s in subjects])
-    mean, std = features[train].mean(dim=0), features[train].std(dim=0).clamp(min=1e-6)
+    mean, std = standardiser(features[train])
     inputs = (features - mean) / std
-    probe = torch.nn.Linear(inputs.shape[1], len(kept))
-    optimiser = torch.optim.LBFGS(probe.parameters(), lr=1.0, max_iter=steps, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        optimiser.zero_grad()
-        loss = F.cross_entropy(probe(inputs[train]), labels[train]) + l2 * probe.weight.square().sum()
-        loss.backward()
-        return loss
-
-    optimiser.step(closure)
-    with torch.no_grad():
-        predicted = probe(inputs[test]).argmax(dim=1)
+    count = int(train.sum())
+    weight, bias = fit_multinomial(inputs[train], labels[train], len(kept), c=1.0 / (2 * l2 * count), steps=steps)
+    predicted = (inputs[test] @ weight + bias).argmax(dim=1)
     accuracy = (predicted == labels[test]).float().mean().item()
-    return ProbeResult(accuracy, 1.0 / len(kept), len(kept), int(train.sum()), int(test.sum()))
+    return ProbeResult(accuracy, 1.0 / len(kept), len(kept), count, int(test.sum()))
 
 
 def hashes_of(keys: Sequence[str]) -> torch.Tensor:
