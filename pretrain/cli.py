@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Literal
 
 from plumbing.recipes import ConfigError, validate
-from pretrain.config import PretrainConfig, PretrainDataConfig
+from pretrain.config import PretrainConfig, PretrainDataConfig, RepresentationProbeConfig
 from pretrain.engine.config import OptimConfig, TrackingConfig, TrainerConfig
 from pretrain.model.config import MAEConfig
 
@@ -20,6 +20,7 @@ def fit(
     optim: OptimConfig = OptimConfig(),
     trainer: TrainerConfig = TrainerConfig(),
     tracking: TrackingConfig = TrackingConfig(),
+    probe: RepresentationProbeConfig = RepresentationProbeConfig(),
 ) -> str:
     """Pretrain the masked autoencoder on image and/or clip shards; returns the run folder.
 
@@ -29,8 +30,9 @@ def fit(
         optim: optimiser and schedule.
         trainer: devices, strategy, precision, duration, checkpoints.
         tracking: MLflow tracking.
+        probe: the online linear probe of the encoder on labelled image sets (off without train_shards).
     """
-    config = validate(PretrainConfig(model, data, optim, trainer, tracking))
+    config = validate(PretrainConfig(model, data, optim, trainer, tracking, probe))
     from pretrain.training import run_pretraining
 
     return run_pretraining(config)

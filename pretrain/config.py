@@ -93,6 +93,46 @@ class PretrainDataConfig:
 
 
 @dataclass
+class RepresentationProbeConfig:
+    """An online linear probe of the encoder during pretraining (off while ``train_shards`` is empty).
+
+    Every ``every_n_steps`` optimiser steps and at the end of training, logistic regressions are
+    fitted on the encoder's frozen pooled features of a small labelled image set and scored on
+    another (``probe/au_f1``, ``probe/au_f1_valthr``, ``probe/uar``, ``probe/war``), logged
+    beside the loss: a curve of representation quality (see :mod:`pretrain.representation_probe`).
+
+    Args:
+        train_shards: labelled image shard sets the probe is fitted on (manifest paths or brace patterns); empty = no probe.
+        val_shards: labelled image shard sets that choose its L2 strength and AU thresholds and are reported on.
+        every_n_steps: probe period in optimiser steps.
+        max_samples: at most this many samples of each of the two sets (the first in shard order), kept decoded in memory.
+        batch_size: images per forward pass of the encoder.
+    """
+
+    train_shards: list[str] = field(default_factory=list)
+    val_shards: list[str] = field(default_factory=list)
+    every_n_steps: int = 500
+    max_samples: int = 2000
+    batch_size: int = 256
+
+    @property
+    def enabled(self) -> bool:
+        """True when a probe set is given."""
+        return bool(self.train_shards)
+
+    def problems(self) -> Problems:
+        """Impossible settings as (field, reason) pairs."""
+        found: Problems = []
+        if bool(self.train_shards) != bool(self.val_shards):
+            missing = "val_shards" if self.train_shards else "train_shards"
+            found.append((missing, "give both train_shards and val_shards for the probe, or neither (no probe)"))
+        for name in ("every_n_steps", "max_samples", "batch_size"):
+            if getattr(self, name) < 1:
+                found.append((name, "must be >= 1"))
+        return found
+
+
+@dataclass
 class PretrainConfig:
     """A whole pretraining run, as a recipe under ``configs/pretrain/`` describes it."""
 
@@ -101,3 +141,4 @@ class PretrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    probe: RepresentationProbeConfig = field(default_factory=RepresentationProbeConfig)

@@ -2,8 +2,9 @@
 
 Builds the interleaved shard data module, the Lightning module and, through the engine's
 :class:`~pretrain.engine.trainer.TrainingRun`, the strategy, MLflow tracking and ``last.ckpt``
-refreshes; adds the training metrics (:mod:`pretrain.engine.training_metrics`) and the
-reconstruction pictures (:mod:`pretrain.reconstructions`), then fits. ``trainer.resume="auto"``
+refreshes; adds the training metrics (:mod:`pretrain.engine.training_metrics`), the
+reconstruction pictures (:mod:`pretrain.reconstructions`) and, when ``probe`` names labelled
+sets, the online linear probe (:mod:`pretrain.representation_probe`), then fits. ``trainer.resume="auto"``
 continues from ``<output_dir>/checkpoints/last.ckpt`` when it exists. Launchers (SLURM requeue,
 Ray) add their own callbacks through ``extra_callbacks``; nothing here knows about them.
 """
@@ -24,6 +25,7 @@ from pretrain.lightning_module import MAEPretrainModule
 from pretrain.model.flops import mae_train_flops_per_sample, tokens_per_sample
 from pretrain.model.vit import Block
 from pretrain.reconstructions import ReconstructionPictures
+from pretrain.representation_probe import RepresentationProbe
 
 
 def effective_batch_size(config: PretrainConfig) -> int:
@@ -67,6 +69,8 @@ def run_pretraining(config: PretrainConfig, extra_callbacks: list | None = None,
     callbacks: list[Any] = [metrics, *(extra_callbacks or [])]
     if trainer_config.image_log_every_n_steps:
         callbacks.insert(1, ReconstructionPictures(run.run_dir, trainer_config.image_log_every_n_steps))
+    if config.probe.enabled:  # resolves the probe's shard sets: bad paths fail here, before training
+        callbacks.insert(1, RepresentationProbe(config.probe, config.model.encoder.img_size))
     trainer = run.trainer(config.optim, micro_batch, callbacks, frozenset({Block}), enable_checkpointing=False)
     derived = {
         "effective_batch": effective_batch, "lr": module.learning_rate, "world_size": trainer.world_size,
