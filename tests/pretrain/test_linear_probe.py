@@ -92,3 +92,11 @@ def test_pooled_features_of_an_encoder_on_shards(tmp_path: Path) -> None:
     with torch.no_grad():
         first = next(iter(loader))["pixels"][:1]
         torch.testing.assert_close(data.features[:1], encoder.eval()(normalize_pixels(first)))
+
+
+def test_fits_from_inference_mode() -> None:
+    """Lightning's validation and test loops run under inference mode; the fitter turns it off for itself."""
+    with torch.inference_mode():
+        train, val = planted(200, 0), planted(100, 1)
+        found = fit_linear_probe(train, val).evaluate(val)
+    assert found["uar"] > 0.9
