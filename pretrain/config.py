@@ -96,7 +96,7 @@ class PretrainDataConfig:
 class RepresentationProbeConfig:
     """An online linear probe of the encoder during pretraining (off while ``train_shards`` is empty).
 
-    Every ``every_n_steps`` optimiser steps and at the end of training, logistic regressions are
+    At step 0, every ``every_n_steps`` optimiser steps and at the end of training, logistic regressions are
     fitted on the encoder's frozen pooled features of a small labelled image set and scored on
     another (``probe/au_f1``, ``probe/au_f1_valthr``, ``probe/uar``, ``probe/war``), logged
     beside the loss: a curve of representation quality (see :mod:`pretrain.representation_probe`).

@@ -1,7 +1,8 @@
 """Representation quality while pretraining: a linear probe of the encoder every N optimiser steps.
 
-The reconstruction loss is a weak proxy for what the encoder learns. Every
-``probe.every_n_steps`` optimiser steps, and once more when training ends, the callback takes
+The reconstruction loss is a weak proxy for what the encoder learns. At step 0 (the initial
+encoder: the baseline of the curve), every ``probe.every_n_steps`` optimiser steps and once more
+when training ends, the callback takes
 the MAE's encoder as it is, computes its pooled features (eval mode, no gradients; the mean of
 the patch tokens after the final norm) of two small labelled image sets, fits the project's
 linear probe (:func:`pretrain.linear_probe.fit_linear_probe`: AU binaries and an expression
@@ -68,8 +69,10 @@ class RepresentationProbe(pl.Callback):
         self._probed_step = -1
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Remember the starting step (a resumed run does not probe it again)."""
+        """Probe the initial encoder at step 0 (the baseline of the curve); a resumed run does not probe its starting step again."""
         self._last_step = trainer.global_step
+        if trainer.global_step == 0:
+            self.probe(trainer, pl_module)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         """Probe at the first micro-batch after an optimiser step that is a multiple of the period."""

@@ -70,7 +70,8 @@ def run_pretraining(config: PretrainConfig, extra_callbacks: list | None = None,
     if trainer_config.image_log_every_n_steps:
         callbacks.insert(1, ReconstructionPictures(run.run_dir, trainer_config.image_log_every_n_steps))
     if config.probe.enabled:  # resolves the probe's shard sets: bad paths fail here, before training
-        callbacks.insert(1, RepresentationProbe(config.probe, config.model.encoder.img_size))
+        # first: its step-0 probe runs before the metrics' first timing window starts
+        callbacks.insert(0, RepresentationProbe(config.probe, config.model.encoder.img_size))
     trainer = run.trainer(config.optim, micro_batch, callbacks, frozenset({Block}), enable_checkpointing=False)
     derived = {
         "effective_batch": effective_batch, "lr": module.learning_rate, "world_size": trainer.world_size,

@@ -48,14 +48,14 @@ def test_probe_metrics_are_logged_at_the_probe_steps(shards: dict[str, str], tmp
     run_dir = Path(run_pretraining(images_only(shards, tmp_path / "probed", probe, max_steps=7)))
     logged = history(run_dir)
     for name in PROBE_METRICS:
-        assert [step for step, _ in logged[name]] == [3, 6, 7], name  # every 3 steps, and the end of training
+        assert [step for step, _ in logged[name]] == [0, 3, 6, 7], name  # the initial encoder, every 3 steps, the end
     for name in ("probe/au_f1", "probe/au_f1_valthr", "probe/uar", "probe/war"):
         assert all(0.0 <= value <= 1.0 for _, value in logged[name]), logged[name]
     assert all(value > 0 for _, value in logged["probe/seconds"])
     assert "train/loss_image" in logged  # beside the loss, in the same run
     lines = [line for line in capsys.readouterr().out.splitlines() if " probe " in line]
     val_count = json.loads(Path(shards["images-val"]).read_text())["counts"]["samples"]
-    assert len(lines) == 3 and lines[0].startswith("step      3 probe au_f1 ") and f"fit on 100, scored on {val_count} val images" in lines[0]
+    assert len(lines) == 4 and lines[1].startswith("step      3 probe au_f1 ") and f"fit on 100, scored on {val_count} val images" in lines[0]
 
     plain = Path(run_pretraining(images_only(shards, tmp_path / "plain", None, max_steps=2)))
     assert not [name for name in history(plain) if name.startswith("probe/")]
@@ -94,6 +94,6 @@ def test_probe_under_two_ddp_processes(shards: dict[str, str], tmp_path: Path) -
     done = subprocess.run([sys.executable, "-m", "pretrain", "fit", "--config", str(path)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert [line.split(" probe ")[0] for line in done.stdout.splitlines() if " probe " in line] == ["step      2", "step      4"]  # rank 0 only
+    assert [line.split(" probe ")[0] for line in done.stdout.splitlines() if " probe " in line] == ["step      0", "step      2", "step      4"]  # rank 0 only
     logged = history(tmp_path / "run")
-    assert [step for step, _ in logged["probe/uar"]] == [2, 4]
+    assert [step for step, _ in logged["probe/uar"]] == [0, 2, 4]
