@@ -331,17 +331,6 @@ def folds_tracking_uri(config: FinetuneConfig) -> str:
     return resolve_tracking_uri(config.tracking, config.trainer.output_dir) if config.tracking.enabled else ""
 
 
-def create_sqlite_store(tracking_uri: str) -> None:
-    """Create the tables of a ``sqlite:///`` store now (and its folder); other stores are left alone.
-
-    The elements of a SLURM fold array start together and log to one store: each creating its
-    tables at the same moment would make all but one fail.
-    """
-    if tracking_uri.startswith("sqlite:///"):
-        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        mlflow.MlflowClient(tracking_uri)  # creates the tables when they are missing
-
-
 def record_splits(config: FinetuneConfig, splits: Sequence[SubjectSplit], source: str) -> None:
     """Write ``<output_dir>/fold_subjects.json``: which partition, and each fold's train/val/test subjects."""
     output_dir = Path(config.trainer.output_dir)

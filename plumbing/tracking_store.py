@@ -6,11 +6,14 @@ resumed run keeps logging into the same MLflow run and a release made from its c
 logged into it; its resolved recipe is ``<run_dir>/config.json``. A remote server is probed before
 anything trains or uploads, so an unreachable one fails at once with its URI in the message. A
 SQLite store keeps its artifacts in ``mlartifacts/`` beside the database file, whichever stage or
-release writes to it (MLflow's own default is ``./mlruns`` under the current directory).
+release writes to it (MLflow's own default is ``./mlruns`` under the current directory). Its tables
+are created under a file lock beside the database, so processes that open a new store at the same
+moment (a pipeline's side-by-side stages, the ranks of a job, the jobs of an array) do not race.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import urllib.error
 import urllib.request
@@ -46,6 +49,23 @@ def sqlite_artifact_location(uri: str) -> str | None:
     if not uri.startswith("sqlite:///"):
         return None
     return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
+
+
+def create_sqlite_store(uri: str) -> None:
+    """Create the tables of a ``sqlite:///`` store once, under a file lock beside the database; other stores are left alone.
+
+    MLflow creates missing tables when a client first opens a store; two processes doing so at the
+    same moment race, and one fails with "table ... already exists".
+    """
+    if not uri.startswith("sqlite:///"):
+        return
+    from mlflow.tracking import MlflowClient  # lazily: plumbing is imported by every command's --help
+
+    database = Path(uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.parent / f".{database.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        MlflowClient(uri).search_experiments(max_results=1)  # opening the store creates its tables
 
 
 def run_folder_of(checkpoint: str | Path) -> Path:

@@ -23,7 +23,6 @@ from data_shards.build import merge_parts
 from data_shards.cli import build
 from finetune.training import run_finetuning
 from pretrain.engine.checkpointing import LAST_CHECKPOINT, checkpoint_dir
-from pretrain.engine.tracking import resolve_tracking_uri
 from pretrain.training import run_pretraining
 from slurm.requeue import StopOnSignal, StopRequested
 
@@ -86,33 +85,12 @@ class TrainingJob(StageJob):
         """Run the stage with ``callbacks`` added to the trainer; return the run folder."""
         raise NotImplementedError
 
-    def prepare_tracking_store(self) -> None:
-        """Create a local SQLite MLflow store once, under a file lock, before the ranks open it.
-
-        Every rank opens the store when it builds its MLflow logger; ranks that start at the same
-        moment (as under srun) would otherwise race to create its tables, and one of them fails.
-        """
-        import fcntl
-
-        from mlflow.tracking import MlflowClient
-
-        uri = resolve_tracking_uri(self.config.tracking, self.output_dir)
-        if not uri.startswith("sqlite:///"):
-            return
-        database = Path(uri.removeprefix("sqlite:///"))
-        database.parent.mkdir(parents=True, exist_ok=True)
-        # beside the database: every job of an array that shares one store takes the same lock
-        with open(database.parent / f".{database.name}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            MlflowClient(uri)  # creates the tables if they are missing
-
     def __call__(self) -> str:
         """Train; on a SLURM stop signal, save, then let submitit requeue (rank 0) or exit (other ranks)."""
         import submitit
 
         requeue = signal.getsignal(signal.SIGUSR2)  # submitit's handler: checkpoint() + scontrol requeue
         announce(self.describe())
-        self.prepare_tracking_store()
         try:
             return self.train([StopOnSignal(self.checkpoint_path())])
         except StopRequested as stop:

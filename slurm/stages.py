@@ -19,8 +19,9 @@ from typing import Any, Literal
 
 from data_shards.cli import build
 from finetune.config import FinetuneConfig
-from finetune.folds import create_sqlite_store, finish_folds, fold_runs, folds_tracking_uri, plan_folds
+from finetune.folds import finish_folds, fold_runs, folds_tracking_uri, plan_folds
 from plumbing.recipes import ConfigError, load_recipe, validate
+from plumbing.tracking_store import create_sqlite_store
 from pretrain.config import PretrainConfig
 from slurm.jobs import FinetuneJob, PretrainJob, ShardMergeJob, ShardPartJob
 from slurm.ray_cluster import RaySweepJob

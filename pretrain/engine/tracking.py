@@ -23,7 +23,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
 from plumbing.recipes import ConfigError
-from plumbing.tracking_store import check_reachable, read_run_record, sqlite_artifact_location, write_run_record
+from plumbing.tracking_store import check_reachable, create_sqlite_store, read_run_record, sqlite_artifact_location, write_run_record
 from pretrain.engine.config import TrackingConfig
 
 Run = TypeVar("Run", bound=Callable[..., Any])
@@ -66,6 +66,7 @@ def make_mlflow_logger(tracking: TrackingConfig, run_dir: str | Path, resume: bo
     run_dir = Path(run_dir)
     uri = resolve_tracking_uri(tracking, run_dir)
     check_reachable(uri)
+    create_sqlite_store(uri)
     saved = read_run_record(run_dir) if resume else None
     run_id = saved["run_id"] if saved and saved.get("tracking_uri") == uri else None
     return MLFlowLogger(
