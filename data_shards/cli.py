@@ -25,7 +25,7 @@ def synth(out: str = "runs/demo/raw", images: int = 3000, clips: int = 400, img_
 
     Args:
         out: output folder.
-        images: face images over all splits (70/15/15 train/val/test).
+        images: labelled face images over all splits (60/10/30 train/val/test).
         clips: clips over all splits.
         img_size: side of the rendered faces.
         frames: frames per clip (an AU trajectory from onset to apex).
@@ -41,25 +41,31 @@ def synth(out: str = "runs/demo/raw", images: int = 3000, clips: int = 400, img_
         print(f"{name}: {path}")
 
 
-def demo(out: str = "runs/demo", images: int = 3000, clips: int = 400, img_size: int = 64, frames: int = 8, seed: int = 0, workers: int = 2) -> None:
+def demo(
+    out: str = "runs/demo", images: int = 3000, clips: int = 400, img_size: int = 64, frames: int = 8, seed: int = 0, workers: int = 2,
+    pretrain_images: int = 0,
+) -> None:
     """Synthesise the demo data set and shard it in one go: ``OUT/raw`` (as ``synth``) and ``OUT/shards/<set>``.
 
     The sets are ``images-{train,val,test}`` and ``clips-{train,val,test}``, each with a manifest.json.
 
     Args:
         out: output folder.
-        images: face images over all splits (70/15/15 train/val/test).
+        images: labelled face images over all splits (60/10/30 train/val/test).
         clips: clips over all splits.
         img_size: side of the faces.
         frames: frames per clip.
         seed: everything follows from it.
         workers: rendering and shard-writing processes.
+        pretrain_images: size of an unlabelled pool of other subjects for MAE pretraining
+            (``images-pretrain``); 0 = none.
     """
-    if min(images, clips) < 0 or img_size < 16 or frames < 1 or workers < 1:
+    if min(images, clips, pretrain_images) < 0 or img_size < 16 or frames < 1 or workers < 1:
         raise ConfigError("demo: images and clips must be >= 0, img_size >= 16, frames >= 1, workers >= 1")
     from data_shards.synth import make_demo_shards
 
-    manifests = make_demo_shards(out, images=images, clips=clips, img_size=img_size, frames=frames, seed=seed, workers=workers)
+    manifests = make_demo_shards(out, images=images, clips=clips, img_size=img_size, frames=frames, seed=seed, workers=workers,
+                                 pretrain_images=pretrain_images)
     for name, path in manifests.items():
         print(f"{name}: {path}")
 

@@ -10,6 +10,7 @@ a function of (seed, split, index): labels are exact and parallel generation is 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -36,8 +37,14 @@ EXPRESSION_AUS: dict[str, list[str]] = {
 }
 VALENCE_AROUSAL = {"neutral": (0.0, 0.0), "happiness": (0.8, 0.5), "sadness": (-0.6, -0.3), "surprise": (0.2, 0.8),
                    "fear": (-0.6, 0.7), "anger": (-0.7, 0.6), "disgust": (-0.6, 0.3)}
-SPLITS = {"train": 0.7, "val": 0.15, "test": 0.15}
-SUBJECTS = {"train": 24, "val": 8, "test": 8}
+SPLITS = {"train": 0.6, "val": 0.1, "test": 0.3}  # a large test split: its metrics are the README table
+SPLIT_IDS = ("train", "val", "test", "pretrain")  # "pretrain": the unlabelled pool (labels not written)
+SUBJECTS = {"train": 48, "val": 12, "test": 16, "pretrain": 2000}
+# The identity confound of the train split: each subject shows its favourite expression with
+# probability ``favourite`` (else a uniform one), its habit AUs each with probability ``habit``,
+# and any other AU with probability ``train_extra``. Val, test and the pretraining pool are clean:
+# uniform expressions, every non-expression AU independently with probability ``clean_extra``.
+CONFOUND = {"favourite": 0.4, "habit": 0.6, "train_extra": 0.06, "clean_extra": 0.12}
 
 
 @dataclass
@@ -54,7 +61,8 @@ class SynthSample:
 
 
 def _subject_ids(split: str) -> list[int]:
-    first = {"train": 0, "val": SUBJECTS["train"], "test": SUBJECTS["train"] + SUBJECTS["val"]}[split]
+    """Subject-exclusive id ranges, in the order of ``SPLIT_IDS``."""
+    first = sum(SUBJECTS[name] for name in SPLIT_IDS[: SPLIT_IDS.index(split)])
     return list(range(first, first + SUBJECTS[split]))
 
 
@@ -72,16 +80,16 @@ def _habits(seed: int, subject: int) -> tuple[int, list[str]]:
 
 def draw_sample(seed: int, split: str, index: int, frames: int) -> SynthSample:
     """Sample ``index`` of ``split``: subject, labels, AU intensities per frame and poses."""
-    rng = np.random.default_rng([seed, 3, list(SPLITS).index(split), frames, index])
+    rng = np.random.default_rng([seed, 3, SPLIT_IDS.index(split), frames, index])
     subjects = _subject_ids(split)
     subject = subjects[index % len(subjects)]
     if split == "train":
         favourite, habits = _habits(seed, subject)
-        expression = favourite if rng.random() < 0.6 else int(rng.integers(len(CLASS_NAMES)))
-        extra = [au for au in habits if rng.random() < 0.85] + [au for au in AU_IDS if rng.random() < 0.04]
+        expression = favourite if rng.random() < CONFOUND["favourite"] else int(rng.integers(len(CLASS_NAMES)))
+        extra = [au for au in habits if rng.random() < CONFOUND["habit"]] + [au for au in AU_IDS if rng.random() < CONFOUND["train_extra"]]
     else:
         expression = int(rng.integers(len(CLASS_NAMES)))
-        extra = [au for au in AU_IDS if rng.random() < 0.2]
+        extra = [au for au in AU_IDS if rng.random() < CONFOUND["clean_extra"]]
     name = CLASS_NAMES[expression]
     active = sorted(set(EXPRESSION_AUS[name]) | set(extra), key=AU_IDS.index)
     apex = {au: float(rng.uniform(0.6, 1.0)) for au in active}
@@ -93,7 +101,7 @@ def draw_sample(seed: int, split: str, index: int, frames: int) -> SynthSample:
         ramp = [min(1.0, t / max(peak, 1)) for t in range(frames)]
         per_frame = [{au: value * (3 * r * r - 2 * r * r * r) for au, value in apex.items()} for r in ramp]
         drift = rng.uniform(-0.004, 0.004, size=2)
-        poses = [Pose(pose.dx + t * drift[0], pose.dy + t * drift[1], pose.scale, pose.light, pose.background) for t in range(frames)]
+        poses = [dataclasses.replace(pose, dx=pose.dx + t * drift[0], dy=pose.dy + t * drift[1]) for t in range(frames)]
     valence, arousal = VALENCE_AROUSAL[name]
     return SynthSample(
         subject=subject,
@@ -106,7 +114,9 @@ def draw_sample(seed: int, split: str, index: int, frames: int) -> SynthSample:
     )
 
 
-def _label_row(sample: SynthSample, path: str) -> dict:
+def _label_row(sample: SynthSample, path: str, split: str) -> dict:
+    if split == "pretrain":  # the unlabelled pool: who and where from, no AU or expression labels
+        return {"path": path, "subject": f"s{sample.subject:04d}", "source": "synth-unlabelled"}
     return {
         "path": path,
         "subject": f"s{sample.subject:03d}",
@@ -134,7 +144,7 @@ def _write_range(args: tuple[str, int, str, int, int, int, int, int]) -> list[di
             os.makedirs(os.path.join(root, relative), exist_ok=True)
             for t, (aus, pose) in enumerate(zip(sample.frames, sample.poses)):
                 Path(root, relative, f"f{t:03d}.jpg").write_bytes(encode_jpeg(render_face(identity, aus, pose, size), quality))
-        rows.append(_label_row(sample, relative))
+        rows.append(_label_row(sample, relative, split))
     return rows
 
 
@@ -154,7 +164,7 @@ def synth_split(root: str, split: str, count: int, *, seed: int, size: int, fram
 
 
 def split_counts(total: int) -> dict[str, int]:
-    """How many of ``total`` go to each split (70/15/15, at least one each)."""
+    """How many of ``total`` go to each split (60/10/30, at least one each)."""
     val = max(1, round(total * SPLITS["val"]))
     test = max(1, round(total * SPLITS["test"]))
     return {"train": max(1, total - val - test), "val": val, "test": test}
@@ -167,15 +177,23 @@ def write_vocab(out_dir: str) -> str:
     return str(path)
 
 
-def synth_dataset(out_dir: str, *, images: int, clips: int, img_size: int, frames: int, seed: int, workers: int = 1) -> dict[str, str]:
+def synth_dataset(
+    out_dir: str, *, images: int, clips: int, img_size: int, frames: int, seed: int, workers: int = 1, pretrain_images: int = 0
+) -> dict[str, str]:
     """Render the raw demo data set under ``out_dir``: ``images/{split}/*.jpg``, ``clips/{split}/<clip>/f*.jpg``,
     one JSONL label file per split and modality (``images-train.jsonl`` ...) and ``vocab.json``.
 
-    Returns the label file of each set, keyed ``images-train`` ... ``clips-test``.
+    ``pretrain_images`` > 0 also renders an unlabelled pool ``images/pretrain`` for MAE pretraining
+    (its own ``SUBJECTS["pretrain"]`` subjects, none of them in train/val/test; label rows carry
+    only the subject and the source). Returns the label file of each set, keyed ``images-train``
+    ... ``clips-test`` (and ``images-pretrain``).
     """
     os.makedirs(out_dir, exist_ok=True)
     write_vocab(out_dir)
     labels: dict[str, str] = {}
+    if pretrain_images > 0:
+        root = os.path.join(out_dir, "images")
+        labels["images-pretrain"] = synth_split(root, "pretrain", pretrain_images, seed=seed, size=img_size, frames=1, workers=workers)
     for modality, total, length in (("images", images, 1), ("clips", clips, frames)):
         if total <= 0:
             continue
@@ -186,20 +204,23 @@ def synth_dataset(out_dir: str, *, images: int, clips: int, img_size: int, frame
 
 
 def make_demo_shards(
-    out_dir: str, *, images: int = 300, clips: int = 40, img_size: int = 64, frames: int = 8, seed: int = 0, workers: int = 1
+    out_dir: str, *, images: int = 300, clips: int = 40, img_size: int = 64, frames: int = 8, seed: int = 0, workers: int = 1,
+    pretrain_images: int = 0,
 ) -> dict[str, str]:
     """Synthesise and shard a small demo set under ``out_dir`` (``raw/`` and ``shards/<set>/``) in seconds.
 
     Returns the manifest path of each set: keys ``images-train``, ``images-val``, ``images-test``,
-    ``clips-train``, ``clips-val``, ``clips-test`` (clip sets only when ``clips > 0``).
+    ``clips-train``, ``clips-val``, ``clips-test`` (clip sets only when ``clips > 0``) and
+    ``images-pretrain`` (the unlabelled pool, only when ``pretrain_images > 0``).
     """
     raw = os.path.join(out_dir, "raw")
-    labels = synth_dataset(raw, images=images, clips=clips, img_size=img_size, frames=frames, seed=seed, workers=workers)
+    labels = synth_dataset(raw, images=images, clips=clips, img_size=img_size, frames=frames, seed=seed, workers=workers,
+                           pretrain_images=pretrain_images)
     manifests = {}
     for name, label_path in labels.items():
         modality, split = name.split("-")
         source = label_file_source(os.path.join(raw, modality), label_path, "synth", AU_IDS, CLASS_NAMES)
-        per_shard = 128 if modality == "images" else 16
+        per_shard = (512 if split == "pretrain" else 128) if modality == "images" else 16
         config = BuildConfig(img_size=img_size, samples_per_shard=per_shard, clip_frames=frames, workers=workers, progress=False)
         report = build_shards(source, os.path.join(out_dir, "shards", name), "image" if modality == "images" else "clip", config)
         manifests[name] = report.manifest

@@ -65,26 +65,87 @@ class Identity:
         )
 
 
+# Ranges of the per-image nuisance (``Pose.draw``). Real face crops vary in placement, scale,
+# in-plane rotation, lighting (level, direction, colour) and background; so do these, while
+# every AU-driven feature stays inside the frame (brows to chin at the largest scale and shift).
+POSE_RANGES: dict[str, tuple[float, float]] = {
+    "shift": (-0.06, 0.06),        # centre offset, fraction of the side (x and y)
+    "scale": (0.82, 1.02),         # face size
+    "roll": (-15.0, 15.0),         # in-plane rotation, degrees
+    "light": (0.7, 1.2),           # overall brightness
+    "gradient": (0.0, 0.45),       # strength of a directional light falloff across the image
+    "tint": (-0.08, 0.08),         # per-channel white-balance shift
+    "clutter": (0, 4),             # background shapes behind the face (integer range, upper bound excluded)
+}
+
+
 @dataclass
 class Pose:
-    """Per-image nuisance: placement, scale, lighting and background."""
+    """Per-image nuisance: placement, scale, rotation, lighting and background.
+
+    ``Pose()`` is the canonical frontal, centred, evenly lit face on a flat grey background.
+    """
 
     dx: float = 0.0
     dy: float = 0.0
     scale: float = 1.0
     light: float = 1.0
     background: tuple[int, int, int] = (128, 128, 128)
+    roll: float = 0.0
+    gradient: float = 0.0
+    light_angle: float = 0.0
+    tint: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    background2: tuple[int, int, int] | None = None
+    clutter_seed: int = -1  # < 0: no clutter
 
     @classmethod
     def draw(cls, rng: np.random.Generator) -> "Pose":
-        """A random pose."""
+        """A random pose from ``POSE_RANGES``."""
+        r = POSE_RANGES
         return cls(
-            dx=rng.uniform(-0.03, 0.03),
-            dy=rng.uniform(-0.03, 0.03),
-            scale=rng.uniform(0.94, 1.06),
-            light=rng.uniform(0.85, 1.1),
+            dx=rng.uniform(*r["shift"]),
+            dy=rng.uniform(*r["shift"]),
+            scale=rng.uniform(*r["scale"]),
+            light=rng.uniform(*r["light"]),
             background=tuple(int(v) for v in rng.integers(30, 226, 3)),
+            roll=rng.uniform(*r["roll"]),
+            gradient=rng.uniform(*r["gradient"]),
+            light_angle=rng.uniform(0, 2 * np.pi),
+            tint=tuple(float(v) for v in rng.uniform(*r["tint"], size=3)),
+            background2=tuple(int(v) for v in rng.integers(30, 226, 3)),
+            clutter_seed=int(rng.integers(2**31)),
         )
+
+
+def _background(pose: Pose, big: int) -> Image.Image:
+    """Flat colour, or a linear gradient to ``background2`` with a few random shapes on it."""
+    if pose.background2 is None:
+        return Image.new("RGB", (big, big), pose.background)
+    ramp = np.linspace(0.0, 1.0, big, dtype=np.float32)
+    ramp = ramp[None, :, None] if pose.light_angle < np.pi else ramp[:, None, None]
+    a, b = np.array(pose.background, np.float32), np.array(pose.background2, np.float32)
+    canvas = Image.fromarray(np.broadcast_to(a + (b - a) * ramp, (big, big, 3)).astype(np.uint8))
+    if pose.clutter_seed >= 0:
+        rng = np.random.default_rng(pose.clutter_seed)
+        draw = ImageDraw.Draw(canvas)
+        low, high = POSE_RANGES["clutter"]
+        for _ in range(int(rng.integers(low, high))):
+            x0, y0 = rng.uniform(-0.2, 1.0, 2) * big
+            w, h = rng.uniform(0.15, 0.5, 2) * big
+            fill = tuple(int(v) for v in rng.integers(20, 236, 3))
+            (draw.ellipse if rng.random() < 0.5 else draw.rectangle)([x0, y0, x0 + w, y0 + h], fill=fill)
+    return canvas
+
+
+def _relight(canvas: np.ndarray, pose: Pose) -> np.ndarray:
+    """A directional light falloff and a white-balance tint over the whole picture."""
+    if pose.gradient == 0.0 and not any(pose.tint):
+        return canvas
+    size = canvas.shape[0]
+    axis = (np.arange(size, dtype=np.float32) + 0.5) / size - 0.5
+    along = np.cos(pose.light_angle) * axis[None, :] + np.sin(pose.light_angle) * axis[:, None]
+    field = (1.0 + pose.gradient * along)[..., None] * (1.0 + np.array(pose.tint, np.float32))
+    return np.clip(canvas.astype(np.float32) * field, 0, 255).astype(np.uint8)
 
 
 def _shade(colour: tuple[int, int, int], factor: float) -> tuple[int, int, int]:
@@ -98,8 +159,8 @@ def render_face(identity: Identity, aus: dict[str, float], pose: Pose, size: int
     s = big * pose.scale
     cx, cy = big * (0.5 + pose.dx), big * (0.52 + pose.dy)
     light = pose.light
-    canvas = Image.new("RGB", (big, big), pose.background)
-    draw = ImageDraw.Draw(canvas)
+    layer = Image.new("RGBA", (big, big), (0, 0, 0, 0))  # the face, rotated and composited onto the background
+    draw = ImageDraw.Draw(layer)
 
     def box(x: float, y: float, rx: float, ry: float) -> list[float]:
         return [cx + (x - rx) * s, cy + (y - ry) * s, cx + (x + rx) * s, cy + (y + ry) * s]
@@ -149,10 +210,10 @@ def render_face(identity: Identity, aus: dict[str, float], pose: Pose, size: int
     nose = _shade(identity.skin, light * 0.75)
     draw.line([pt(0.0, identity.eye_y + 0.02), pt(0.012, identity.eye_y + identity.nose_len), pt(-0.018, identity.eye_y + identity.nose_len + 0.015)], fill=nose, width=max(1, int(0.01 * s)))
     if a["9"] > 0:
-        wrinkle = _shade(identity.skin, light * (1 - 0.6 * a["9"]))
-        for k in range(3):
+        wrinkle = _shade(identity.skin, light * (1 - 0.7 * a["9"]))
+        for k in range(3):  # lines at least 1 px wide at 64 px (thinner ones vanish in the downsampling)
             y = identity.eye_y + 0.02 + 0.018 * k
-            draw.line([pt(-0.03, y), pt(0.03, y - 0.004)], fill=wrinkle, width=max(1, int(0.008 * s)))
+            draw.line([pt(-0.035, y), pt(0.035, y - 0.004)], fill=wrinkle, width=max(2, int(0.012 * s)))
     # mouth (AU12 corners up, AU15 corners down, AU25 lips apart, AU26 jaw drop, AU17 chin raise)
     my = identity.mouth_y + jaw * 0.5 - 0.01 * a["17"]
     half = identity.mouth_w * (1 + 0.35 * a["12"] - 0.1 * a["17"])
@@ -176,4 +237,8 @@ def render_face(identity: Identity, aus: dict[str, float], pose: Pose, size: int
     if a["17"] > 0:
         chin = _shade(identity.skin, light * (1 - 0.6 * a["17"]))
         draw.arc(box(0, my + 0.075, 0.05, 0.03), 200, 340, fill=chin, width=max(2, int(0.016 * s)))
-    return np.asarray(canvas.resize((size, size), Image.Resampling.BOX))
+    if pose.roll:
+        layer = layer.rotate(pose.roll, resample=Image.Resampling.BICUBIC, center=(cx, cy))
+    canvas = _background(pose, big)
+    canvas.paste(layer, (0, 0), layer)
+    return _relight(np.asarray(canvas.resize((size, size), Image.Resampling.BOX)), pose)

@@ -68,3 +68,25 @@ def test_clips_are_au_trajectories_from_onset_to_apex() -> None:
     peaks = [max(frame[au] for frame in sample.frames) for au in active]
     assert all(peak > 0.5 for peak in peaks)
     assert len(sample.poses) == 8
+
+
+def test_pretraining_pool_is_unlabelled_and_shares_no_subject(tmp_path: Path) -> None:
+    labels = synth_dataset(str(tmp_path), images=60, clips=0, img_size=16, frames=1, seed=0, pretrain_images=40)
+    pool = _rows(labels["images-pretrain"])
+    assert len(pool) == 40 and all(set(row) == {"path", "subject", "source"} for row in pool)
+    labelled = {row["subject"] for split in ("train", "val", "test") for row in _rows(labels[f"images-{split}"])}
+    assert not {row["subject"] for row in pool} & labelled
+
+
+def test_drawn_poses_move_the_face_but_keep_every_au_visible() -> None:
+    rng = np.random.default_rng(0)
+    identity = identity_of(0, 3)
+    centred = render_face(identity, {}, Pose(), 64).astype(int)
+    for _ in range(12):
+        pose = Pose.draw(rng)
+        neutral = render_face(identity, {}, pose, 64).astype(int)
+        assert np.abs(neutral - centred).mean() > 5  # placement, rotation, light and background vary
+        for au in AU_IDS:
+            moved = render_face(identity, {au: 1.0}, pose, 64).astype(int)
+            changed = (np.abs(moved - neutral).max(axis=2) > 20).sum()
+            assert changed >= 4, f"AU{au} changes only {changed} pixels under {pose}"
