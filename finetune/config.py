@@ -108,11 +108,15 @@ class TasksConfig:
     Args:
         tasks: ``au`` (multi-label AU detection) and/or ``expression`` (multi-class).
         au_pos_weight: per-AU weight of positives in the BCE (in manifest AU order); empty = 1.
+        au_balance: weigh each AU's positives by its negatives / positives in the training
+            manifests (replaces ``au_pos_weight``; the weights used are stored with the run). F1
+            at threshold 0.5 rewards recall that an unweighted BCE does not.
         label_smoothing: expression label smoothing.
     """
 
     tasks: list[Task] = field(default_factory=lambda: ["au"])
     au_pos_weight: list[float] = field(default_factory=list)
+    au_balance: bool = False
     label_smoothing: float = 0.1
 
     def problems(self) -> Problems:

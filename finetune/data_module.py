@@ -140,6 +140,21 @@ class FinetuneDataModule(pl.LightningDataModule):
         spec.subject_maps = {m: [index[s] for s in names] for m, names in vocabularies.items()}
         return spec
 
+    def au_balance_weights(self, au_ids: list[str]) -> list[float]:
+        """Per AU, negatives / positives over the training sets' manifests (every modality that trains)."""
+        positives = {au: 0 for au in au_ids}
+        labelled = 0
+        for modality in self.modalities():
+            for shard_set in self._resolved("train", modality):
+                counts = shard_set.manifest.counts
+                labelled += counts.with_aus
+                for au in au_ids:
+                    positives[au] += counts.au_positive.get(au, 0)
+        missing = [au for au, n in positives.items() if n == 0 or n >= labelled]
+        if missing:
+            raise ConfigError(f"tasks.au_balance: AUs {missing} have no positive or no negative training sample")
+        return [(labelled - positives[au]) / positives[au] for au in au_ids]
+
     def _agree_aus(self, spec: TaskSpec, labels: LabelMap, key: str) -> None:
         """Fill the AU vocabulary from the first set; later sets must match it."""
         if "au" not in spec.tasks or not labels.au_ids:

@@ -155,6 +155,12 @@ def run_finetuning(config: FinetuneConfig, extra_callbacks: list | None = None) 
     encoder_config = encoder_config_for(encoder, config.model)
     datamodule = FinetuneDataModule(config, encoder_config)
     spec = datamodule.task_spec()  # reads the manifests: bad paths and missing labels fail here
+    if config.tasks.au_balance and "au" in spec.tasks:
+        weights = datamodule.au_balance_weights(spec.au_ids)
+        config = dataclasses.replace(config, tasks=dataclasses.replace(config.tasks, au_pos_weight=weights))
+        datamodule.config = config
+        rank_zero_info("AU positive weights (negatives / positives in training): " + " ".join(
+            f"AU{au}={w:.2f}" for au, w in zip(spec.au_ids, weights)))
     monitor = check_monitor(config, spec)
     effective_batch = effective_batch_size(config)
     module = FinetuneModule(
