@@ -71,8 +71,8 @@ def test_s4d_recipes_train_jointly_with_images() -> None:
 def test_tiny_recipe_trains_every_task_from_the_tiny_encoder() -> None:
     tiny = recipe("tiny")
     assert tiny["model"].init.startswith("runs/demo/pretrain")
-    assert set(tiny["tasks"].tasks) == {"au", "expression"}
-    assert tiny["data"].image_train and tiny["data"].clip_train
+    assert set(tiny["tasks"].tasks) == {"au", "expression"} and tiny["tasks"].au_balance
+    assert tiny["data"].image_train and tiny["data"].image_val and tiny["data"].image_test  # the README table is on images
     assert tiny["iat"].strength > 0 and tiny["model"].moae.top_blocks > 0
 
 
