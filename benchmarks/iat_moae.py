@@ -1,25 +1,28 @@
-"""Evidence for IAT and MoAE on the identity-confounded synthetic faces, on the tiny encoder.
+"""Evidence for IAT and MoAE on the identity-confounded synthetic faces, on the README pipeline's encoder.
 
-    python benchmarks/iat_moae.py                         # about 10 min on 2 idle CPU cores
-    python benchmarks/iat_moae.py --init runs/demo/pretrain/checkpoints/last.ckpt --seeds 0 1 2
+    bash scripts/pipeline.sh && python benchmarks/iat_moae.py      # about 35 min on 2 idle CPU cores
+    python benchmarks/iat_moae.py --iat 1.0 --schedule constant --settings plain +IAT --out runs/bench/iat_strong
 
-Data: ``data_shards.synth.make_demo_shards`` (64 px). Its train split is identity-confounded:
-each of its 24 subjects has "habit" AUs active in most of its images, so identity predicts AUs;
-validation (8 subjects) and test (8 other subjects) are clean and subject-exclusive.
+Data: the README pipeline's demo shards (``--shards``, default ``runs/demo/shards``; built here
+with the pipeline's arguments when missing). Their train split is identity-confounded: each of
+its 48 subjects shows a favourite expression and "habit" AUs far more often than chance
+(``data_shards.synth.CONFOUND``), so identity predicts labels in training; validation (12
+subjects) and test (16 other subjects) are clean and subject-exclusive.
 
-Encoder: ``--init`` (default: the README pipeline's tiny pretraining, ``runs/demo/pretrain``);
-when that file does not exist the script pretrains one first with ``configs/pretrain/tiny.yaml``
-on the benchmark's train images.
+Encoder: ``--init`` (default: the pipeline's MAE pretraining on the unlabelled pool,
+``runs/demo/pretrain``); when that file does not exist the script pretrains one first with
+``configs/pretrain/tiny.yaml``.
 
-Settings: plain fine-tuning, +IAT (identity head behind gradient reversal, lambda ``--iat``),
-+MoAE (adapters in the top 2 of 4 blocks, 4 experts, top-2), +both; AU detection on images,
-the tiny recipe's optimiser, ``--epochs`` epochs of ``--samples-per-epoch`` training images,
-model selection on validation. Reported on
-the held-out test subjects: AU F1 (mean over 12 AUs) at 0.5 and at thresholds chosen on
-validation, and identity leakage: a linear probe trained on frozen pooled features of half of
-each test subject's samples, accuracy on the other half (chance 1/8; see
-``finetune/identity_probe.py`` for why these subjects). The pretrained encoder's own features
-(no fine-tuning) are probed as a reference.
+Settings: the README's fine-tuning recipe (``configs/finetune/tiny.yaml``: AU detection and
+expression on images, AU-balanced BCE, 1500 steps) without IAT or MoAE, +IAT (identity head
+behind gradient reversal, lambda ``--iat`` on the ``--schedule``), +MoAE (adapters in the top 2 of
+4 blocks, 4 experts, top-2), +both; model selection on validation AU F1. Reported on the held-out
+test subjects, mean and 95% t-interval over ``--seeds`` (``finetune.folds.interval95``, as the
+fold summaries): AU F1 (mean over 12 AUs) at 0.5 and at thresholds chosen on validation, UAR,
+and identity leakage: a linear probe trained on frozen pooled features of half of each test
+subject's samples, accuracy on the other half (chance 1/16; see ``finetune/identity_probe.py``
+for why these subjects). The pretrained encoder's own features (no fine-tuning) are probed as a
+reference.
 
 Step time: one training step (forward, backward, AdamW) of the fine-tuning model on a batch of
 ``--batch`` 64 px images, plain vs MoAE (sparse and dense dispatch), timed in alternation (the
@@ -44,21 +47,19 @@ ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {"plain": (False, False), "+IAT": (True, False), "+MoAE": (False, True), "+IAT +MoAE": (True, True)}
 
 
-def make_data(out: Path, images: int) -> dict[str, str]:
-    """The benchmark's shards (reused when present)."""
+def make_data(shards: Path) -> dict[str, str]:
+    """The demo shards of the README pipeline under ``shards`` (built with its arguments when missing)."""
     from data_shards.synth import make_demo_shards
 
-    folder = out / f"data-{images}"
-    record = folder / "sets.json"
-    if record.is_file():
-        return json.loads(record.read_text())
-    sets = make_demo_shards(str(folder), images=images, clips=0, img_size=64, seed=0, workers=2)
-    record.write_text(json.dumps(sets))
-    return sets
+    sets = {name: str(shards / name / "manifest.json") for name in ("images-pretrain", "images-train", "images-val", "images-test")}
+    if all(Path(path).is_file() for path in sets.values()):
+        return sets
+    print(f"[iat_moae] building the demo shards under {shards.parent}", flush=True)
+    return make_demo_shards(str(shards.parent), images=3500, clips=0, pretrain_images=20000, img_size=64, seed=0, workers=2)
 
 
 def ensure_encoder(init: str, sets: dict[str, str], out: Path) -> str:
-    """``init`` if it exists, else a tiny encoder pretrained here on the train images."""
+    """``init`` if it exists, else the tiny recipe's encoder pretrained here on the unlabelled pool."""
     if Path(init).exists():
         return init
     from plumbing.recipes import load_recipe
@@ -68,28 +69,25 @@ def ensure_encoder(init: str, sets: dict[str, str], out: Path) -> str:
 
     run = out / "pretrain"
     print(f"[iat_moae] {init} not found: pretraining the tiny encoder into {run}", flush=True)
-    overrides = ["--data.image_shards", f"[{sets['images-train']}]", "--data.clip_shards", "[]", "--trainer.output_dir", str(run),
-                 "--tracking.tracking_uri", f"sqlite:///{out / 'mlflow.db'}", "--trainer.max_epochs", "8"]
+    overrides = ["--data.image_shards", f"[{sets['images-pretrain']}]", "--trainer.output_dir", str(run),
+                 "--tracking.tracking_uri", f"sqlite:///{out.resolve() / 'mlflow.db'}"]
     run_pretraining(PretrainConfig(**load_recipe(fit, str(ROOT / "configs/pretrain/tiny.yaml"), overrides)))
     return str(run / "checkpoints" / "last.ckpt")
 
 
 def finetune_config(sets: dict[str, str], init: str, out: Path, name: str, seed: int, iat: bool, moae: bool, args: argparse.Namespace):
-    """The tiny fine-tuning recipe, AU detection on images, with or without IAT / MoAE."""
+    """The README's fine-tuning recipe (AU + expression on images), with or without IAT / MoAE."""
     from finetune.cli import fit
     from finetune.config import FinetuneConfig
     from plumbing.recipes import load_recipe, validate
 
     overrides = [
-        "--model.init", init, "--tasks.tasks", "[au]",
-        "--iat.strength", str(args.iat if iat else 0.0), "--model.moae.top_blocks", "2" if moae else "0",
+        "--model.init", init,
+        "--iat.strength", str(args.iat if iat else 0.0), "--iat.schedule", args.schedule, "--model.moae.top_blocks", "2" if moae else "0",
         "--data.image_train", f"[{sets['images-train']}]", "--data.image_val", f"[{sets['images-val']}]",
-        "--data.image_test", f"[{sets['images-test']}]",
-        "--data.clip_train", "[]", "--data.clip_val", "[]", "--data.clip_test", "[]", "--data.test_crops", "1",
-        "--data.num_workers", "0", "--data.samples_per_epoch", str(args.samples_per_epoch),
-        "--trainer.max_epochs", str(args.epochs), "--trainer.seed", str(seed),
+        "--data.image_test", f"[{sets['images-test']}]", "--data.num_workers", "0", "--trainer.seed", str(seed),
         "--trainer.output_dir", str(out / "runs" / f"{name.replace(' ', '').replace('+', '_')}-seed{seed}"),
-        "--trainer.resume", "never", "--tracking.tracking_uri", f"sqlite:///{out / 'mlflow.db'}",
+        "--trainer.resume", "never", "--tracking.tracking_uri", f"sqlite:///{out.resolve() / 'mlflow.db'}",
         "--tracking.experiment", "iat-moae-benchmark", "--tracking.run_name", f"{name} seed {seed}",
     ]  # fmt: skip
     return validate(FinetuneConfig(**load_recipe(fit, str(ROOT / "configs/finetune/tiny.yaml"), overrides)))
@@ -133,7 +131,7 @@ def step_times(init: str, batch: int, rounds: int) -> dict[str, float]:
     from pretrain.release.loading import load_model
 
     torch.manual_seed(0)
-    spec = TaskSpec(["image"], ["au"], au_ids=[str(i) for i in range(12)], subjects=[f"s{i}" for i in range(24)])
+    spec = TaskSpec(["image"], ["au"], au_ids=[str(i) for i in range(12)], subjects=[f"s{i}" for i in range(48)])
     pixels = torch.randn(batch, 3, 64, 64)
     steps = {}
     for name, moae in (("plain", MoAEConfig()), ("MoAE sparse", MoAEConfig(top_blocks=2, num_experts=4)),
@@ -159,52 +157,54 @@ def step_times(init: str, batch: int, rounds: int) -> dict[str, float]:
     return {name: 1000 * seconds for name, seconds in medians.items()}
 
 
+def mean_interval(values: list[float]) -> str:
+    """``mean [low, high]`` in percent: the 95% t-interval of the mean over seeds."""
+    from finetune.folds import interval95
+
+    mean, _, low, high = interval95(values)
+    return f"{100 * mean:.1f}" + (f" [{100 * low:.1f}, {100 * high:.1f}]" if len(values) > 1 else "")
+
+
 def main() -> None:
     """Run the settings, print the tables, write ``<out>/iat_moae.json``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="runs/bench/iat_moae", help="working folder (shards, runs, results)")
-    parser.add_argument("--init", default="runs/demo/pretrain/checkpoints/last.ckpt", help="tiny pretrained encoder")
-    parser.add_argument("--images", type=int, default=1500, help="synthetic images over train/val/test (70/15/15)")
-    parser.add_argument("--samples-per-epoch", type=int, default=512, help="training images per epoch (a larger --images only grows val/test)")
-    parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--iat", type=float, default=1.0, help="IAT lambda")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--out", default="runs/bench/iat_moae", help="working folder (runs, results)")
+    parser.add_argument("--shards", default="runs/demo/shards", help="the demo shards (built when missing)")
+    parser.add_argument("--init", default="runs/demo/pretrain/checkpoints/last.ckpt", help="the pipeline's pretrained encoder")
+    parser.add_argument("--iat", type=float, default=0.1, help="IAT lambda (the recipe's 0.1)")
+    parser.add_argument("--schedule", default="dann", choices=["constant", "dann"], help="IAT lambda schedule (the recipe's dann ramp)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS), help="which settings to run")
     parser.add_argument("--batch", type=int, default=32, help="batch of the step-time measurement")
     parser.add_argument("--rounds", type=int, default=30, help="timed steps per model")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads for fine-tuning; 0 = torch's default (1 is faster on a busy machine)")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(1)  # the recipe's one intra-op thread (cpu_threads)
     from finetune.training import run_finetuning
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    sets = make_data(out, args.images)
+    sets = make_data(Path(args.shards))
     init = ensure_encoder(args.init, sets, out)
-    rows: dict[str, list[dict[str, float]]] = {name: [] for name in SETTINGS}
+    rows: dict[str, list[dict[str, float]]] = {name: [] for name in args.settings}
     for seed in args.seeds:
-        for name, (iat, moae) in SETTINGS.items():
-            result = run_finetuning(finetune_config(sets, init, out, name, seed, iat, moae, args))
-            rows[name].append({"f1": result.test["test/au_f1_image"], "f1_val_thr": result.test["test/au_f1_valthr_image"],
-                               "probe": result.test["test/identity_probe_accuracy_image"],
-                               "chance": result.test["test/identity_probe_chance_image"], "val_f1": result.best_score or 0.0})
+        for name in args.settings:
+            iat, moae = SETTINGS[name]
+            test = run_finetuning(finetune_config(sets, init, out, name, seed, iat, moae, args)).test
+            rows[name].append({"f1": test["test/au_f1_image"], "f1_val_thr": test["test/au_f1_valthr_image"], "uar": test["test/uar_image"],
+                               "probe": test["test/identity_probe_accuracy_image"], "chance": test["test/identity_probe_chance_image"]})
             print(f"[iat_moae] {name} seed {seed}: {rows[name][-1]}", flush=True)
     reference = pretrained_probe(init, sets["images-test"])
-    torch.set_num_threads(1)
     times = step_times(init, args.batch, args.rounds)
 
-    def mean_sd(values: list[float]) -> str:
-        spread = f" ± {100 * statistics.stdev(values):.1f}" if len(values) > 1 else ""
-        return f"{100 * statistics.fmean(values):.1f}{spread}"
-
-    print(f"\nHeld-out test subjects; mean ± sd over seeds {args.seeds}; {args.epochs} epochs; IAT lambda {args.iat}")
-    print("| setting | AU F1 @0.5 (%) | AU F1 @val thresholds (%) | identity probe acc. (%) |")
-    print("|---|---|---|---|")
-    print(f"| pretrained encoder, no fine-tuning | - | - | {100 * reference:.1f} |")
+    print(f"\nHeld-out test subjects; mean [95% t-interval] over seeds {args.seeds}; IAT lambda {args.iat} ({args.schedule})")
+    print("| setting | AU F1 @0.5 (%) | AU F1 @val thresholds (%) | UAR (%) | identity probe acc. (%) |")
+    print("|---|---|---|---|---|")
+    print(f"| pretrained encoder, no fine-tuning | - | - | - | {100 * reference:.1f} |")
     for name, runs in rows.items():
-        print(f"| {name} | {mean_sd([r['f1'] for r in runs])} | {mean_sd([r['f1_val_thr'] for r in runs])} | {mean_sd([r['probe'] for r in runs])} |")
-    print(f"chance level of the probe: {100 * rows['plain'][0]['chance']:.1f}%")
+        cells = [mean_interval([r[key] for r in runs]) for key in ("f1", "f1_val_thr", "uar", "probe")]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print(f"chance level of the probe: {100 * next(iter(rows.values()))[0]['chance']:.1f}%")
     plain = times["plain"]
     print(f"\nTraining step, batch {args.batch} x 64 px, 1 thread, median of {args.rounds} (alternating):")
     print("| model | ms/step | overhead vs plain |")

@@ -22,7 +22,7 @@ def test_every_task_trains_on_images_and_clips(demo: dict[str, str], tmp_path: P
     for name in ("au_f1_image", "au_f1_valthr_image", "au_f1_clip", "war_image", "uar_image", "war_clip", "uar_clip"):
         assert 0.0 <= result.test[f"test/{name}"] <= 1.0, name
     assert 0.0 <= result.test["test/identity_probe_accuracy_image"] <= 1.0
-    assert result.test["test/identity_probe_subjects_image"] == 8  # the held-out test subjects
+    assert result.test["test/identity_probe_subjects_image"] == 16  # the held-out test subjects (data_shards.synth.SUBJECTS)
     assert {p.name for p in (run / "pictures").iterdir()} >= {"test_au_f1_image.png", "test_confusion_clip.png"}
     assert json.loads((run / "result.json").read_text())["best_checkpoint"] == result.best_checkpoint
     assert result.parameters["trainable"] == result.parameters["total"]
@@ -62,7 +62,7 @@ def test_bad_runs_fail_before_training(demo: dict[str, str], tmp_path: Path) -> 
 def test_two_gloo_processes(demo: dict[str, str], tmp_path: Path) -> None:
     """Real DDP: two CPU processes (gloo) through the command line, every task, IAT and MoAE.
 
-    The image test sets are dealt whole to the ranks (112 and 24 images), so the second rank pads
+    The image test sets are dealt whole to the ranks (96 and 48 images), so the second rank pads
     its test batches: every test image is counted once, padding nowhere.
     """
     run = tmp_path / "ddp"
@@ -77,7 +77,7 @@ def test_two_gloo_processes(demo: dict[str, str], tmp_path: Path) -> None:
     assert Path(result["best_checkpoint"]).is_file()
     assert 0.0 <= result["test"]["test/au_f1_image"] <= 1.0 and 0.0 <= result["test"]["test/war_clip"] <= 1.0
     probe = result["test"]["test/identity_probe_train_samples_image"] + result["test"]["test/identity_probe_test_samples_image"]
-    assert probe == result["test"]["test/samples_image"] == 112 + 24  # features and counts from both ranks, each image once
+    assert probe == result["test"]["test/samples_image"] == 96 + 48  # features and counts from both ranks, each image once
 
 
 @pytest.mark.slow
@@ -94,7 +94,7 @@ def test_subject_exclusive_folds_as_one_command(demo: dict[str, str], tmp_path: 
     assert summary["finished"] == [0, 2] and "test/au_f1_image" in summary["mean"]
     assert "95% interval" in done.stdout and "random subject folds" in done.stdout  # synthetic subjects: no published partition
     splits = json.loads((run / "fold_subjects.json").read_text())["splits"]
-    assert sorted(s for split in splits for s in split["test"]) == [f"s{i:03d}" for i in range(24)]
+    assert sorted(s for split in splits for s in split["test"]) == [f"s{i:03d}" for i in range(48)]  # the train split's subjects
     fold0 = json.loads((run / "fold0" / "config.json").read_text())["data"]
     assert not set(fold0["test_subjects"]) & (set(fold0["train_subjects"]) | set(fold0["val_subjects"]))
     assert summary["folds"]["0"]["test/identity_probe_subjects_image"] == len(splits[0]["test"])
