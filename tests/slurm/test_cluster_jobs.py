@@ -56,7 +56,7 @@ def test_two_node_ddp_pretraining_writes_its_checkpoint(slurm_cluster: str, demo
 def test_interrupted_job_requeues_and_resumes_from_its_checkpoint(slurm_cluster: str, demo_images: str, tmp_path: Path) -> None:
     import mlflow
 
-    max_steps = 24
+    max_steps = 120  # enough that the interrupt lands mid-training even when steps are fast
     run = tmp_path / "run"
     recipe = tiny_pretrain_recipe(tmp_path / "tiny.yaml", demo_images, run, max_steps=max_steps, checkpoint_every=3)
     folder = tmp_path / "submitit"

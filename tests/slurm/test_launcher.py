@@ -65,7 +65,7 @@ def test_dry_run_prints_the_sbatch_script_and_resolved_config(tmp_path: Path) ->
                  "#SBATCH --mem=64G", "#SBATCH --cpus-per-task=8", "#SBATCH --signal=USR2@120", "srun --unbuffered"):
         assert line in out, line
     config = out.split("# resolved config of pretrain")[1]
-    for line in ("accelerator: gpu", "devices: 4", "num_nodes: 2", "strategy: ddp", "max_steps: 7", "embed_dim: 128"):
+    for line in ("accelerator: gpu", "devices: 4", "num_nodes: 2", "strategy: ddp", "max_steps: 7", "embed_dim: 64"):
         assert line in config, line
     assert not folder.exists(), "a dry run submits nothing"
 
