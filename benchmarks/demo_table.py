@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -40,7 +39,7 @@ import yaml
 
 from data_shards.loaders import LoaderConfig, eval_loader
 from finetune.identity_probe import hashes_of, identity_probe
-from pretrain.linear_probe import ProbeData, encode_pixels, fit_linear_probe
+from pretrain.linear_probe import LabelledPixels, encode_pixels, fit_linear_probe, read_labelled
 from pretrain.model.config import ViTConfig
 from pretrain.model.vit import VisionTransformer
 from pretrain.release.loading import load_model
@@ -52,42 +51,17 @@ RANDOM_PROBE = "linear probe on random-init encoder features"
 MAE_PROBE = "linear probe on frozen MAE features"
 
 
-@dataclass
-class Split:
-    """The decoded images of one labelled split with their labels, subjects and key hashes."""
-
-    pixels: torch.Tensor
-    aus: torch.Tensor
-    expression: torch.Tensor
-    subjects: torch.Tensor
-    hashes: torch.Tensor
-    num_classes: int
-
-    def labelled(self, features: torch.Tensor) -> ProbeData:
-        """``features`` of these samples with their labels."""
-        return ProbeData(features, self.aus, self.expression, self.num_classes)
-
-
-def read_split(shards: str, split: str) -> Split:
+def read_split(shards: str, split: str) -> LabelledPixels:
     """Every sample of ``<shards>/images-<split>`` (one pass, in order)."""
-    loader = eval_loader(LoaderConfig(shards=[str(Path(shards) / f"images-{split}" / "manifest.json")], batch_size=256, num_workers=0))
-    parts: dict[str, list[torch.Tensor]] = {"pixels": [], "aus": [], "expression": [], "subjects": [], "hashes": []}
-    for batch in loader:
-        valid = batch["valid"]
-        parts["pixels"].append(batch["pixels"][valid])
-        parts["aus"].append(batch["aus"][valid].float())
-        parts["expression"].append(batch["expression"][valid].long())
-        parts["subjects"].append(batch["subject"][valid])
-        parts["hashes"].append(hashes_of([key for key, keep in zip(batch["key"], valid.tolist()) if keep]))
-    return Split(**{name: torch.cat(values) for name, values in parts.items()}, num_classes=len(loader.class_names))
+    return read_labelled(eval_loader(LoaderConfig(shards=[str(Path(shards) / f"images-{split}" / "manifest.json")], batch_size=256, num_workers=0)))
 
 
-def feature_row(splits: dict[str, Split], features: dict[str, torch.Tensor]) -> dict[str, float]:
+def feature_row(splits: dict[str, LabelledPixels], features: dict[str, torch.Tensor]) -> dict[str, float]:
     """Linear probe metrics on the test split, and the identity probe on the test features."""
     probe = fit_linear_probe(splits["train"].labelled(features["train"]), splits["val"].labelled(features["val"]))
     row = probe.evaluate(splits["test"].labelled(features["test"]))
     test = splits["test"]
-    identity = identity_probe(features["test"], test.subjects, test.hashes)
+    identity = identity_probe(features["test"], test.subjects, hashes_of(test.keys))
     return {**row, "identity_probe": identity.accuracy, "identity_chance": identity.chance}
 
 
@@ -97,7 +71,7 @@ def random_encoder(recipe: str, seed: int) -> VisionTransformer:
     return VisionTransformer(ViTConfig(**yaml.safe_load(Path(recipe).read_text())["model"]["encoder"])).eval()
 
 
-def encoder_row(splits: dict[str, Split], encoder: torch.nn.Module) -> dict[str, float]:
+def encoder_row(splits: dict[str, LabelledPixels], encoder: torch.nn.Module) -> dict[str, float]:
     """:func:`feature_row` on ``encoder``'s pooled features."""
     return feature_row(splits, {name: encode_pixels(encoder, split.pixels, "cpu") for name, split in splits.items()})
 

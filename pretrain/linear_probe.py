@@ -219,34 +219,43 @@ def encode_pixels(encoder: torch.nn.Module, pixels: torch.Tensor, device: torch.
 
 @dataclass
 class LabelledPixels:
-    """Decoded uint8 images ``(N, 3, H, W)`` with their labels (see :class:`ProbeData`)."""
+    """Decoded uint8 images ``(N, 3, H, W)`` with their labels (see :class:`ProbeData`), subject indices and sample keys."""
 
     pixels: torch.Tensor
     aus: torch.Tensor
     expression: torch.Tensor
     num_classes: int
+    subjects: torch.Tensor
+    keys: list[str]
+
+    def labelled(self, features: torch.Tensor) -> ProbeData:
+        """``features`` of these images ``(N, D)`` with their labels."""
+        return ProbeData(features, self.aus, self.expression, self.num_classes)
 
     def features(self, encoder: torch.nn.Module, device: torch.device | str, batch_size: int = 256) -> ProbeData:
         """:class:`ProbeData` of ``encoder``'s pooled features of these images (:func:`encode_pixels`)."""
-        return ProbeData(encode_pixels(encoder, self.pixels, device, batch_size), self.aus, self.expression, self.num_classes)
+        return self.labelled(encode_pixels(encoder, self.pixels, device, batch_size))
 
 
 def read_labelled(loader: ShardLoader, max_samples: int = 0) -> LabelledPixels:
     """The valid image samples of a loader, in its order: the first ``max_samples`` (0 = all)."""
-    pixels, aus, expression = [], [], []
+    pixels, aus, expression, subjects, keys = [], [], [], [], []
     kept = 0
     for batch in loader:
         valid = batch["valid"]
         pixels.append(batch["pixels"][valid])
         aus.append(batch["aus"][valid])
         expression.append(batch["expression"][valid])
+        subjects.append(batch["subject"][valid])
+        keys += [key for key, keep in zip(batch["key"], valid.tolist()) if keep]
         kept += int(valid.sum())
         if max_samples and kept >= max_samples:
             break
     if not pixels:
         raise ValueError("the loader gave no batch")
     cap = max_samples or kept
-    return LabelledPixels(torch.cat(pixels)[:cap], torch.cat(aus)[:cap].float(), torch.cat(expression)[:cap].long(), len(loader.class_names))
+    return LabelledPixels(torch.cat(pixels)[:cap], torch.cat(aus)[:cap].float(), torch.cat(expression)[:cap].long(), len(loader.class_names),
+                          torch.cat(subjects)[:cap], keys[:cap])
 
 
 def pooled_features(encoder: torch.nn.Module, loader: ShardLoader, device: torch.device | str, max_samples: int = 0) -> ProbeData:
