@@ -74,7 +74,9 @@ def test_interrupted_job_requeues_and_resumes_from_its_checkpoint(slurm_cluster:
 
     assert wait_until_ended(folder, job_id, timeout_s=240) == "COMPLETED", run_slurm_cli("status", "--job-id", job_id, "--folder", str(folder)).stdout
     log = _stderr(folder, job_id, 0)
-    saved = re.search(r"SLURM signal \[.*'USR2'.*\]: saving .*last\.ckpt at step (\d+)", log)
+    # SIGTERM comes first and USR2 after it: a fast step boundary may save on SIGTERM alone; either
+    # way submitit's USR2 handler requeues (asserted below: restart 1, Restarts=1)
+    saved = re.search(r"SLURM signal \[.*\]: saving .*last\.ckpt at step (\d+)", log)
     assert saved, log[-3000:]
     stopped_at = int(saved.group(1))
     assert 3 <= stopped_at < max_steps, "the signal should arrive mid-training"
