@@ -52,15 +52,15 @@ import torch
 
 from data_shards.loaders import LoaderConfig, train_loader
 from data_shards.synth import make_demo_shards
-from finetune.config import FinetuneConfig, MoAEConfig
-from finetune.task_model import TaskSpec, build_task_model
+from face_core.engine.config import OptimConfig, TrackingConfig, TrainerConfig
+from face_core.engine.training_metrics import peak_flops
+from face_core.model.config import MAEConfig, MoAEConfig, ViTConfig
+from face_core.model.flops import mae_train_flops_per_sample, tokens_per_sample
+from face_core.model.mae import MaskedAutoencoder
+from face_core.model.task_model import TaskSpec, build_task_model
+from finetune.config import FinetuneConfig
 from plumbing.files import write_json_atomic
 from pretrain.config import PretrainConfig, PretrainDataConfig
-from pretrain.engine.config import OptimConfig, TrackingConfig, TrainerConfig
-from pretrain.engine.training_metrics import peak_flops
-from pretrain.model.config import MAEConfig, ViTConfig
-from pretrain.model.flops import mae_train_flops_per_sample, tokens_per_sample
-from pretrain.model.mae import MaskedAutoencoder
 from pretrain.training import run_pretraining
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -385,7 +385,7 @@ def finetune_sync(check: Check, device: torch.device) -> dict[str, Any]:
     config.model.moae = MoAEConfig(top_blocks=2, num_experts=4, top_k=2)
     config.iat.strength = 1.0
     spec = TaskSpec(["image"], ["au", "expression"], au_ids=[str(i) for i in range(12)], class_names=[str(i) for i in range(7)], subjects=[str(i) for i in range(40)])
-    model = build_task_model(encoder, config, spec).to(device)
+    model = build_task_model(encoder, config.model, spec, identity_head=config.iat.enabled).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
     batch = 2 if check.smoke else 64
     x = torch.randn(batch, 3, encoder.img_size, encoder.img_size, device=device)

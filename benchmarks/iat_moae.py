@@ -20,7 +20,7 @@ behind gradient reversal, lambda ``--iat`` on the ``--schedule``), +MoAE (adapte
 test subjects, mean and 95% t-interval over ``--seeds`` (``finetune.folds.interval95``, as the
 fold summaries): AU F1 (mean over 12 AUs) at 0.5 and at thresholds chosen on validation, UAR,
 and identity leakage: a linear probe trained on frozen pooled features of half of each test
-subject's samples, accuracy on the other half (chance 1/16; see ``finetune/identity_probe.py``
+subject's samples, accuracy on the other half (chance 1/16; see ``face_core/evaluation/identity_probe.py``
 for why these subjects). The pretrained encoder's own features (no fine-tuning) are probed as a
 reference.
 
@@ -96,8 +96,8 @@ def finetune_config(sets: dict[str, str], init: str, out: Path, name: str, seed:
 def pretrained_probe(init: str, test_set: str) -> float:
     """Identity-probe accuracy on the pretrained encoder's pooled features (mean of patch tokens, LayerNorm)."""
     from data_shards.loaders import LoaderConfig, eval_loader, normalize_pixels
-    from finetune.identity_probe import hashes_of, identity_probe
-    from pretrain.release.loading import load_model
+    from face_core.evaluation.identity_probe import hashes_of, identity_probe
+    from face_core.release.loading import load_model
 
     encoder = load_model(init, encoder_only=True).eval()
     features, subjects, hashes = [], [], []
@@ -126,9 +126,10 @@ def time_interleaved(steps: dict[str, Callable[[], None]], warmup: int, rounds: 
 
 def step_times(init: str, batch: int, rounds: int) -> dict[str, float]:
     """Median ms per training step of the fine-tuning model without and with MoAE (sparse, dense)."""
-    from finetune.config import FinetuneConfig, MoAEConfig
-    from finetune.task_model import TaskSpec, build_task_model
-    from pretrain.release.loading import load_model
+    from face_core.model.config import MoAEConfig
+    from face_core.model.task_model import TaskSpec, build_task_model
+    from face_core.release.loading import load_model
+    from finetune.config import FinetuneConfig
 
     torch.manual_seed(0)
     spec = TaskSpec(["image"], ["au"], au_ids=[str(i) for i in range(12)], subjects=[f"s{i}" for i in range(48)])
@@ -139,7 +140,7 @@ def step_times(init: str, batch: int, rounds: int) -> dict[str, float]:
         config = FinetuneConfig()
         config.model.moae, config.iat.strength = moae, 0.5
         encoder = load_model(init, encoder_only=True)
-        model = build_task_model(dataclasses.replace(encoder.config, drop_path_rate=0.05), config, spec, encoder)
+        model = build_task_model(dataclasses.replace(encoder.config, drop_path_rate=0.05), config.model, spec, identity_head=config.iat.enabled, encoder=encoder)
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
         mixtures = [m for m in model.modules() if hasattr(m, "balance_loss")]
 

@@ -10,7 +10,7 @@ the MAE speed-up; "fwd+bwd speed-up" leaves out the optimiser step (the same for
 large share of a small-batch CPU step); on CPU both ratios are also taken over process CPU
 time, which other jobs on a shared machine do not inflate; "FLOP ratio" is the speed-up the
 FLOP count predicts. With ``--device cuda`` it runs bf16 autocast and prints TFLOP/s and MFU
-against the GPU's dense bf16 peak (FLOPs from :mod:`pretrain.model.flops`).
+against the GPU's dense bf16 peak (FLOPs from :mod:`face_core.model.flops`).
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from dataclasses import dataclass
 
 import torch
 
-from pretrain.engine.training_metrics import peak_flops
-from pretrain.model.config import MAEConfig, ViTConfig
-from pretrain.model.flops import mae_train_flops_per_sample
-from pretrain.model.mae import MaskedAutoencoder
-from pretrain.model.masking import keep_all
+from face_core.engine.training_metrics import peak_flops
+from face_core.model.config import MAEConfig, ViTConfig
+from face_core.model.flops import mae_train_flops_per_sample
+from face_core.model.mae import MaskedAutoencoder
+from face_core.model.masking import keep_all
 
 
 @dataclass

@@ -107,6 +107,12 @@ class LabelMap:
         return aus, int(record.get("expression", -1)), subject, float(record.get("valence", math.nan)), float(record.get("arousal", math.nan))
 
 
+def classes_onto(own: list[str], names: list[str]) -> list[int]:
+    """Class ``i`` of ``own`` as an index of ``names`` (matched by name), -1 where ``names`` lacks it."""
+    index = {name: i for i, name in enumerate(names)}
+    return [index.get(name, -1) for name in own]
+
+
 def crop_box(width: int, height: int, view: ViewConfig, rng: np.random.Generator) -> tuple[int, int, int, int]:
     """(left, top, right, bottom) of a random resized crop; the whole image when not training."""
     low, high = view.crop_scale

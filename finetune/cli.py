@@ -9,23 +9,23 @@ from __future__ import annotations
 import json
 from typing import Literal
 
+from face_core.engine.config import TrackingConfig, TrainerConfig
 from finetune.config import (
     DEFAULT_TRACKING,
     DEFAULT_TRAINER,
     EvalConfig,
     FinetuneConfig,
     FinetuneDataConfig,
-    FinetuneModelConfig,
     FinetuneOptimConfig,
     IATConfig,
+    TaskModelConfig,
     TasksConfig,
 )
 from plumbing.recipes import ConfigError, validate
-from pretrain.engine.config import TrackingConfig, TrainerConfig
 
 
 def fit(
-    model: FinetuneModelConfig = FinetuneModelConfig(),
+    model: TaskModelConfig = TaskModelConfig(),
     tasks: TasksConfig = TasksConfig(),
     iat: IATConfig = IATConfig(),
     data: FinetuneDataConfig = FinetuneDataConfig(),
@@ -77,7 +77,7 @@ def folds(
     seeds: list[int] | None = None,
     val_fraction: float = 0.15,
     only: list[int] | None = None,
-    model: FinetuneModelConfig = FinetuneModelConfig(),
+    model: TaskModelConfig = TaskModelConfig(),
     tasks: TasksConfig = TasksConfig(),
     iat: IATConfig = IATConfig(),
     data: FinetuneDataConfig = FinetuneDataConfig(),
@@ -129,7 +129,7 @@ def sweep(
     gpus_per_trial: float = 0.0,
     max_concurrent_trials: int = 0,
     sweep_dir: str = "",
-    model: FinetuneModelConfig = FinetuneModelConfig(),
+    model: TaskModelConfig = TaskModelConfig(),
     tasks: TasksConfig = TasksConfig(),
     iat: IATConfig = IATConfig(),
     data: FinetuneDataConfig = FinetuneDataConfig(),
@@ -185,8 +185,8 @@ def release(checkpoint: str, *, out: str, name: str = "", alias: str = "", track
         alias: with ``name``, point this alias (``champion``) at the new version.
         tracking_uri: MLflow store for ``name``; empty = ``$MLFLOW_TRACKING_URI``, else the checkpoint's training run's.
     """
+    from face_core.release.registry import register_trained_release
     from finetune.release import LOADER_MODULE, release_finetuned
-    from pretrain.release.registry import register_trained_release
 
     folder = release_finetuned(checkpoint, out)
     print(f"released the fine-tuned model of {checkpoint} to {folder}")
@@ -210,7 +210,7 @@ def score(
         batch_size: samples per forward pass.
         tracking_uri: MLflow store that resolves a URI ``model``; empty = ``$MLFLOW_TRACKING_URI``.
     """
-    from finetune.scoring import score_release
+    from face_core.evaluation.scoring import score_release
 
     results = score_release(model, image_test or [], clip_test or [], batch_size, tracking_uri or None)
     print(json.dumps({"model": model, **results}, indent=2))

@@ -22,14 +22,14 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_info
 
-from data_shards.decode import LabelMap, ViewOptions
+from data_shards.decode import LabelMap, ViewOptions, classes_onto
 from data_shards.interleave import InterleavedBatches, sized_train_loader
 from data_shards.loaders import LoaderConfig, ShardLoader, eval_loader
 from data_shards.shard_sets import ShardSet, resolve_sets
+from face_core.model.config import ViTConfig
+from face_core.model.task_model import TaskSpec
 from finetune.config import AugmentConfig, FinetuneConfig
-from finetune.task_model import TaskSpec
 from plumbing.recipes import ConfigError
-from pretrain.model.config import ViTConfig
 
 MODALITIES = ("image", "clip")
 
@@ -72,12 +72,6 @@ def shared_classes(classes: dict[str, list[str]]) -> tuple[list[str], dict[str, 
         if all(i < 0 for i in maps[modality]):
             raise ConfigError(f"data.{modality}_train: class_names {own} share no class with data.{main}_train's {names}")
     return names, maps
-
-
-def classes_onto(own: list[str], names: list[str]) -> list[int]:
-    """Class ``i`` of ``own`` as an index of ``names`` (matched by name), -1 where ``names`` lacks it."""
-    index = {name: i for i, name in enumerate(names)}
-    return [index.get(name, -1) for name in own]
 
 
 class FinetuneDataModule(pl.LightningDataModule):

@@ -35,12 +35,12 @@ from lightning.pytorch.loggers import MLFlowLogger
 from scipy import stats
 
 from data_shards.manifest import read_manifest
+from face_core.engine.tracking import resolve_tracking_uri
 from finetune.config import FinetuneConfig
 from finetune.training import run_finetuning
 from plumbing.files import write_json_atomic
 from plumbing.recipes import ConfigError, validate
 from plumbing.tracking_store import read_run_record, sqlite_artifact_location, write_run_record
-from pretrain.engine.tracking import resolve_tracking_uri
 
 SUMMARY = "folds.json"
 PUBLISHED = ("bp4d", "bp4d_plus", "disfa")

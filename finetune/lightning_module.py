@@ -1,6 +1,6 @@
 """The Lightning wiring of fine-tuning: task losses, IAT, MoAE balance, metrics, pictures, probe.
 
-The plain-PyTorch :class:`~finetune.task_model.FaceTaskModel` lives at attribute ``model``. Each
+The plain-PyTorch :class:`~face_core.model.task_model.FaceTaskModel` lives at attribute ``model``. Each
 training batch is one modality (``pixels`` ``(B, C, H, W)`` images or ``(B, C, T, H, W)``
 clips); every head is evaluated on every step but only the batch's modality heads enter the loss
 (the others with weight 0, so DDP sees the same graph on every rank). Evaluation batches may
@@ -25,12 +25,10 @@ from timm.data.random_erasing import RandomErasing
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from data_shards.loaders import normalize_pixels
-from finetune.adapters import MixtureOfAdapterExperts
-from finetune.config import FinetuneConfig, config_from_dict
-from finetune.figures import au_f1_picture, confusion_picture
-from finetune.identity_probe import hashes_of, identity_probe
-from finetune.losses import masked_bce, one_hot_targets, soft_bce, soft_cross_entropy
-from finetune.metrics import (
+from face_core.engine.optim import build_adamw, build_param_groups, layer_decay_scale, scaled_lr
+from face_core.engine.training_metrics import StepWindow
+from face_core.evaluation.identity_probe import hashes_of, identity_probe
+from face_core.evaluation.metrics import (
     MaskedMultilabelF1,
     absent_classes,
     best_threshold_indices,
@@ -39,13 +37,15 @@ from finetune.metrics import (
     uar,
     war,
 )
+from face_core.model.adapters import MixtureOfAdapterExperts
+from face_core.model.config import ViTConfig
+from face_core.model.task_model import TaskSpec, build_task_model, head_name, reversal_strength
+from finetune.config import FinetuneConfig
+from finetune.figures import au_f1_picture, confusion_picture
+from finetune.losses import masked_bce, one_hot_targets, soft_bce, soft_cross_entropy
 from finetune.mixup import draw_mix, mix_targets
-from finetune.task_model import TaskSpec, build_task_model, head_name, reversal_strength
 from plumbing.files import write_png_atomic
-from plumbing.recipes import ConfigError
-from pretrain.engine.optim import build_adamw, build_param_groups, layer_decay_scale, scaled_lr
-from pretrain.engine.training_metrics import StepWindow
-from pretrain.model.config import ViTConfig
+from plumbing.recipes import ConfigError, config_from_dict
 
 
 def modality_of(pixels: torch.Tensor, views: bool = False) -> str:
@@ -91,7 +91,7 @@ class FinetuneModule(pl.LightningModule):
         self.config: FinetuneConfig = config_from_dict(FinetuneConfig, config)
         self.spec = TaskSpec(**spec)
         self.effective_batch, self.picture_dir = effective_batch, picture_dir
-        self.model = build_task_model(ViTConfig(**encoder_config), self.config, self.spec, encoder)
+        self.model = build_task_model(config_from_dict(ViTConfig, encoder_config), self.config.model, self.spec, identity_head=self.config.iat.enabled, encoder=encoder)
         self.mixtures = [m for m in self.model.modules() if isinstance(m, MixtureOfAdapterExperts)]
         self._mix_rng: np.random.Generator | None = None  # seeded by (seed, rank) at the first step
         weights = self.config.tasks.au_pos_weight

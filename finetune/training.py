@@ -1,10 +1,10 @@
 """Run fine-tuning with Lightning: ``run_finetuning(config, extra_callbacks=None) -> FinetuneResult``.
 
-Builds the data module (which reads the manifests into a :class:`~finetune.task_model.TaskSpec`),
-loads the pretrained encoder (:func:`finetune.task_model.load_encoder`), the Lightning module,
+Builds the data module (which reads the manifests into a :class:`~face_core.model.task_model.TaskSpec`),
+loads the pretrained encoder (:func:`load_init_encoder`), the Lightning module,
 strategy, MLflow logger, ``last.ckpt`` refreshes and a best-on-validation checkpoint; tags the
 MLflow run with what the encoder started from (``init.*``: model URI and version, or training run
-and weights SHA-256; :func:`pretrain.release.registry.source_lineage`); fits; then tests the best
+and weights SHA-256; :func:`face_core.release.registry.source_lineage`); fits; then tests the best
 checkpoint (never selected on test) and writes ``result.json``. Launchers (SLURM
 requeue, Ray Tune's report callback) pass their callbacks through ``extra_callbacks``.
 """
@@ -20,21 +20,22 @@ from typing import Any
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
-from finetune.config import FinetuneConfig, FinetuneModelConfig, MoAEConfig, config_from_dict
+from face_core.engine.checkpointing import LAST_CHECKPOINT, checkpoint_dir, unreadable_reason
+from face_core.engine.config import OptimConfig
+from face_core.engine.tracking import restores_tracking_uri
+from face_core.engine.trainer import CONFIG_RECORD, TrainingRun, build_trainer
+from face_core.engine.training_metrics import MODALITIES, TrainingMetrics
+from face_core.model.config import MoAEConfig, TaskModelConfig, ViTConfig
+from face_core.model.flops import encoder_forward_flops, tokens_per_sample
+from face_core.model.task_model import TaskSpec, encoder_config_for, parameter_counts
+from face_core.model.vit import Block, VisionTransformer
+from face_core.release.loading import load_model
+from face_core.release.registry import source_lineage
+from finetune.config import FinetuneConfig
 from finetune.data_module import FinetuneDataModule
 from finetune.lightning_module import FinetuneModule
-from finetune.task_model import TaskSpec, encoder_config_for, load_encoder, parameter_counts
 from plumbing.files import write_json_atomic
-from plumbing.recipes import ConfigError
-from pretrain.engine.checkpointing import LAST_CHECKPOINT, checkpoint_dir, unreadable_reason
-from pretrain.engine.config import OptimConfig
-from pretrain.engine.tracking import restores_tracking_uri
-from pretrain.engine.trainer import CONFIG_RECORD, TrainingRun, build_trainer
-from pretrain.engine.training_metrics import MODALITIES, TrainingMetrics
-from pretrain.model.config import ViTConfig
-from pretrain.model.flops import encoder_forward_flops, tokens_per_sample
-from pretrain.model.vit import Block, VisionTransformer
-from pretrain.release.registry import source_lineage
+from plumbing.recipes import ConfigError, config_from_dict
 
 BEST_CHECKPOINT = "best.ckpt"
 
@@ -115,14 +116,22 @@ def check_monitor(config: FinetuneConfig, spec: TaskSpec) -> str:
     return monitor
 
 
-def load_init_encoder(model: FinetuneModelConfig) -> VisionTransformer:
-    """The encoder of ``model.init`` (:func:`finetune.task_model.load_encoder`); a file it cannot use is a
-    :class:`ConfigError` naming ``model.init`` in one line (torch's own message is a page long)."""
+def load_init_encoder(model: TaskModelConfig) -> VisionTransformer:
+    """The encoder of ``model.init`` (any checkpoint, release folder or MLflow URI that
+    :func:`face_core.release.loading.load_model` reads), retargeted to ``img_size``/``num_frames`` when set
+    (position tables interpolated); a fresh ``model.encoder`` when ``init`` is empty. A file it cannot
+    use is a :class:`ConfigError` naming ``model.init`` in one line (torch's own message is a page long)."""
+    if not model.init:
+        return VisionTransformer(model.encoder)
+    overrides = {name: getattr(model, name) for name in ("img_size", "num_frames") if getattr(model, name)}
     try:
-        return load_encoder(model)
+        encoder = load_model(model.init, encoder_only=True, **overrides)
     except ValueError as err:
         reason = unreadable_reason(err.__cause__) if err.__cause__ is not None else str(err).strip().splitlines()[0]
         raise ConfigError(f"model.init={model.init!r}: {reason}; give a release folder, a checkpoint of ours or a public MAE/VideoMAE file") from None
+    if not isinstance(encoder, VisionTransformer):
+        raise ConfigError(f"model.init={model.init!r} gave a {type(encoder).__name__}, not a VisionTransformer encoder")
+    return encoder
 
 
 def init_lineage(init: str, run_store: str) -> tuple[dict[str, str], list[str]]:
@@ -217,7 +226,7 @@ def evaluate_run(run_dir: str, checkpoint: str = "best", image_test: list[str] |
     saved = folder / CONFIG_RECORD
     if not saved.is_file():
         raise FileNotFoundError(f"{saved}: not a fine-tuning run folder (no {CONFIG_RECORD})")
-    config = config_from_dict(FinetuneConfig, json.loads(saved.read_text()))
+    config = config_from_dict(FinetuneConfig, json.loads(saved.read_text()), str(saved))
     named = {"best": checkpoint_dir(folder) / BEST_CHECKPOINT, "last": checkpoint_dir(folder) / LAST_CHECKPOINT}
     path = named.get(checkpoint, Path(checkpoint))
     if not path.is_file():

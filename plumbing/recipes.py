@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin, get_type_hints
 
 Problems = list[tuple[str, str]]
 
@@ -47,6 +47,28 @@ def validate(config: Any, source: str | None = None) -> Any:
         where = f" in {source}" if source else ""
         raise ConfigError(f"invalid configuration{where}:\n  " + "\n  ".join(found))
     return config
+
+
+def config_from_dict(cls: type, values: dict[str, Any], source: str = "config") -> Any:
+    """Rebuild dataclass ``cls`` from its ``dataclasses.asdict`` record (nested dataclasses and tuples included).
+
+    The one way every stored config (checkpoints, run folders, releases) is read back. Keys the
+    record lacks take their defaults; a key ``cls`` does not have is a ``ValueError`` naming ``source``.
+    """
+    hints = get_type_hints(cls)
+    known = {item.name for item in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{source}: {cls.__name__} has no field {', '.join(unknown)} (a config of another version?)")
+    kwargs = {}
+    for name, value in values.items():
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind) and isinstance(value, dict):
+            value = config_from_dict(kind, value, f"{source}: {name}")
+        elif get_origin(kind) is tuple and isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
 
 
 def load_recipe(command: Callable[..., Any] | type, path: str, overrides: Sequence[str] = ()) -> dict[str, Any]:

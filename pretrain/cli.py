@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Literal
 
+from face_core.engine.config import OptimConfig, TrackingConfig, TrainerConfig
+from face_core.model.config import MAEConfig
 from plumbing.recipes import ConfigError, validate
 from pretrain.config import PretrainConfig, PretrainDataConfig, RepresentationProbeConfig
-from pretrain.engine.config import OptimConfig, TrackingConfig, TrainerConfig
-from pretrain.model.config import MAEConfig
 
 
 def fit(
@@ -50,12 +50,12 @@ def release(checkpoint: str, *, out: str, with_decoder: bool = False, name: str 
         alias: with ``name``, point this alias (``champion``) at the new version.
         tracking_uri: MLflow store for ``name``; empty = ``$MLFLOW_TRACKING_URI``, else the checkpoint's training run's.
     """
-    from pretrain.release.loading import release_checkpoint
+    from face_core.release.loading import release_checkpoint
 
     folder = release_checkpoint(checkpoint, out, with_decoder)
     print(f"released {'the MAE' if with_decoder else 'the encoder'} of {checkpoint} to {folder}")
     if name:
-        from pretrain.release.registry import register_trained_release
+        from face_core.release.registry import register_trained_release
 
         register_trained_release(folder, name, alias or None, tracking_uri or None, checkpoint)
     return str(folder)
@@ -74,7 +74,7 @@ def export(release: str, *, out: str, to: Literal["transformers"] = "transformer
         to: the target library.
     """
     try:
-        from pretrain.release.transformers_export import export_transformers
+        from face_core.release.transformers_export import export_transformers
     except ModuleNotFoundError as missing:
         if (missing.name or "").split(".")[0] != "transformers":
             raise

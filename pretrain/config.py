@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from face_core.engine.config import OptimConfig, TrackingConfig, TrainerConfig
+from face_core.model.config import MAEConfig
 from plumbing.recipes import Problems
-from pretrain.engine.config import OptimConfig, TrackingConfig, TrainerConfig
-from pretrain.model.config import MAEConfig
 
 
 @dataclass

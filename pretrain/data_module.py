@@ -13,8 +13,8 @@ from lightning.pytorch.utilities import rank_zero_info
 from data_shards.decode import ViewOptions
 from data_shards.interleave import MODALITY_ORDER, InterleavedBatches, sized_train_loader
 from data_shards.loaders import LoaderConfig, ShardLoader
+from face_core.model.config import ViTConfig
 from pretrain.config import PretrainDataConfig
-from pretrain.model.config import ViTConfig
 
 
 def loader_config(data: PretrainDataConfig, encoder: ViTConfig, modality: str, seed: int) -> LoaderConfig:

@@ -3,12 +3,12 @@
 The plain-PyTorch MAE lives at attribute ``model`` (checkpoint keys ``model.*``). The
 checkpoint's hyper-parameters are plain dicts (``model_config`` = ``dataclasses.asdict`` of the
 :class:`MAEConfig`, ``optim`` of the :class:`OptimConfig`), so checkpoints load with
-``torch.load(weights_only=True)`` and :func:`pretrain.model.config.config_from_dict` rebuilds
+``torch.load(weights_only=True)`` and :func:`plumbing.recipes.config_from_dict` rebuilds
 the model.
 
 No host sync per step: the step adds its detached loss to a
-:class:`~pretrain.engine.training_metrics.StepWindow` that
-:class:`~pretrain.engine.training_metrics.TrainingMetrics` reads (and all-reduces) every N steps.
+:class:`~face_core.engine.training_metrics.StepWindow` that
+:class:`~face_core.engine.training_metrics.TrainingMetrics` reads (and all-reduces) every N steps.
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ import lightning.pytorch as pl
 import torch
 
 from data_shards.loaders import normalize_pixels
-from pretrain.engine.config import OptimConfig
-from pretrain.engine.optim import build_adamw, build_param_groups, scaled_lr
-from pretrain.engine.training_metrics import StepWindow
-from pretrain.model.config import MAEConfig, config_from_dict
-from pretrain.model.mae import MaskedAutoencoder
+from face_core.engine.config import OptimConfig
+from face_core.engine.optim import build_adamw, build_param_groups, scaled_lr
+from face_core.engine.training_metrics import StepWindow
+from face_core.model.config import MAEConfig
+from face_core.model.mae import MaskedAutoencoder
+from plumbing.recipes import config_from_dict
 
 
 class MAEPretrainModule(pl.LightningModule):
@@ -37,7 +38,7 @@ class MAEPretrainModule(pl.LightningModule):
     def __init__(self, model_config: dict[str, Any], optim: dict[str, Any], effective_batch: int) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.model = MaskedAutoencoder(config_from_dict(model_config, "mae"))
+        self.model = MaskedAutoencoder(config_from_dict(MAEConfig, model_config))
         self.optim = OptimConfig(**{**optim, "betas": tuple(optim["betas"])})
         self.effective_batch = effective_batch
         # Read and reset by TrainingMetrics; not a buffer, so DDP does not broadcast it and

@@ -5,7 +5,7 @@ encoder: the baseline of the curve), every ``probe.every_n_steps`` optimiser ste
 when training ends, the callback takes
 the MAE's encoder as it is, computes its pooled features (eval mode, no gradients; the mean of
 the patch tokens after the final norm) of two small labelled image sets, fits the project's
-linear probe (:func:`pretrain.linear_probe.fit_linear_probe`: AU binaries and an expression
+linear probe (:func:`face_core.evaluation.linear_probe.fit_linear_probe`: AU binaries and an expression
 multinomial) on the first and scores it on the second. It logs ``probe/au_f1``,
 ``probe/au_f1_valthr``, ``probe/uar``, ``probe/war`` and ``probe/seconds`` to the trainer's
 loggers at the global step (beside ``train/loss_*`` in the MLflow run) and prints one step line.
@@ -31,9 +31,9 @@ from typing import Any
 import lightning.pytorch as pl
 
 from data_shards.loaders import LoaderConfig, ShardLoader, eval_loader
+from face_core.evaluation.linear_probe import LabelledPixels, fit_linear_probe, read_labelled
 from plumbing.recipes import ConfigError
 from pretrain.config import RepresentationProbeConfig
-from pretrain.linear_probe import LabelledPixels, fit_linear_probe, read_labelled
 
 REPORTED = ("au_f1", "au_f1_valthr", "uar", "war")
 

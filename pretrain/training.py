@@ -1,8 +1,8 @@
 """Run MAE pretraining with Lightning: ``run_pretraining(config) -> run folder``.
 
 Builds the interleaved shard data module, the Lightning module and, through the engine's
-:class:`~pretrain.engine.trainer.TrainingRun`, the strategy, MLflow tracking and ``last.ckpt``
-refreshes; adds the training metrics (:mod:`pretrain.engine.training_metrics`), the
+:class:`~face_core.engine.trainer.TrainingRun`, the strategy, MLflow tracking and ``last.ckpt``
+refreshes; adds the training metrics (:mod:`face_core.engine.training_metrics`), the
 reconstruction pictures (:mod:`pretrain.reconstructions`) and, when ``probe`` names labelled
 sets, the online linear probe (:mod:`pretrain.representation_probe`), then fits. ``trainer.resume="auto"``
 continues from ``<output_dir>/checkpoints/last.ckpt`` when it exists. Launchers (SLURM requeue,
@@ -16,14 +16,14 @@ from typing import Any
 
 from lightning.pytorch.utilities import rank_zero_info
 
+from face_core.engine.tracking import restores_tracking_uri
+from face_core.engine.trainer import TrainingRun
+from face_core.engine.training_metrics import MODALITIES, TrainingMetrics
+from face_core.model.flops import mae_train_flops_per_sample, tokens_per_sample
+from face_core.model.vit import Block
 from pretrain.config import PretrainConfig
 from pretrain.data_module import PretrainDataModule
-from pretrain.engine.tracking import restores_tracking_uri
-from pretrain.engine.trainer import TrainingRun
-from pretrain.engine.training_metrics import MODALITIES, TrainingMetrics
 from pretrain.lightning_module import MAEPretrainModule
-from pretrain.model.flops import mae_train_flops_per_sample, tokens_per_sample
-from pretrain.model.vit import Block
 from pretrain.reconstructions import ReconstructionPictures
 from pretrain.representation_probe import RepresentationProbe
 

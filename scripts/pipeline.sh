@@ -33,7 +33,7 @@ stage "2/6 MAE pretraining on the unlabelled pool (configs/pretrain/tiny.yaml); 
 (
   python -m finetune fit --config configs/finetune/tiny.yaml --model.init "" --trainer.output_dir $demo/finetune-scratch \
     --tracking.run_name random-init
-  python benchmarks/demo_table.py baselines --shards $demo/shards --recipe configs/pretrain/tiny.yaml --out $demo/table/baselines.json
+  python -m face_core.evaluation.demo_table baselines --shards $demo/shards --recipe configs/pretrain/tiny.yaml --out $demo/table/baselines.json
 ) > $demo/logs/scratch.log 2>&1 &
 beside=$!
 # the online representation probe: a linear probe of the frozen features every 400 steps (MLflow: probe/*)
@@ -44,7 +44,7 @@ stage "3/6 fine-tuning of the MAE encoder for AUs and expressions with IAT and M
 python -m finetune fit --config configs/finetune/tiny.yaml --tracking.run_name mae-init
 
 stage "4/6 linear probe on the frozen MAE encoder"
-python benchmarks/demo_table.py probe --shards $demo/shards --encoder $demo/pretrain/checkpoints/last.ckpt --out $demo/table/mae_probe.json
+python -m face_core.evaluation.demo_table probe --shards $demo/shards --encoder $demo/pretrain/checkpoints/last.ckpt --out $demo/table/mae_probe.json
 wait $beside || { echo "[pipeline] the random-init fine-tuning or the baselines failed: see $demo/logs/scratch.log"; exit 1; }
 
 stage "5/6 release the fine-tuned model to the MLflow registry as face-au-tiny@champion"
@@ -56,7 +56,7 @@ python -m finetune score models:/face-au-tiny@champion \
   --image_test "[$demo/shards/images-test/manifest.json]" | tee $demo/released_model_metrics.json
 
 stage "done. Held-out test subjects (every row measured in this run, on the same split):"
-python benchmarks/demo_table.py table --rows $demo/table/baselines.json $demo/table/mae_probe.json \
+python -m face_core.evaluation.demo_table table --rows $demo/table/baselines.json $demo/table/mae_probe.json \
   --finetuned "fine-tuned from a random initialisation=$demo/finetune-scratch" \
   --finetuned "fine-tuned from our MAE encoder=$demo/finetune" --released "$demo/finetune=$demo/released_model_metrics.json" \
   --out $demo/table/table.json | tee $demo/table/table.md

@@ -21,8 +21,8 @@ from submitit.helpers import Checkpointable, DelayedSubmission
 
 from data_shards.build import merge_parts
 from data_shards.cli import build
+from face_core.engine.checkpointing import LAST_CHECKPOINT, checkpoint_dir
 from finetune.training import run_finetuning
-from pretrain.engine.checkpointing import LAST_CHECKPOINT, checkpoint_dir
 from pretrain.training import run_pretraining
 from slurm.requeue import StopOnSignal, StopRequested
 

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from face_core.engine.tracking import resolve_tracking_uri
 from finetune.config import (
     FinetuneConfig,
 )
@@ -33,7 +34,6 @@ from finetune.sweep.trial import train_trial
 from finetune.training import monitor_metric
 from plumbing.recipes import ConfigError, load_recipe, validate
 from plumbing.tracking_store import check_reachable
-from pretrain.engine.tracking import resolve_tracking_uri
 
 LOWER_IS_BETTER = ("loss", "error", "mae", "mse")
 PBT_KEEP = 3  # latest checkpoints kept per trial under PBT: a clone must still find its donor's

@@ -11,9 +11,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     The size mismatch is deliberate: fine-tuning must interpolate the position table.
     """
     from data_shards.synth import make_demo_shards
-    from pretrain.model.config import ViTConfig
-    from pretrain.model.vit import VisionTransformer
-    from pretrain.release.pretrained import write_release
+    from face_core.model.config import ViTConfig
+    from face_core.model.vit import VisionTransformer
+    from face_core.release.pretrained import write_release
 
     root = tmp_path_factory.mktemp("finetune-demo")
     sets = make_demo_shards(str(root / "data"), images=160, clips=32, img_size=32, frames=4, seed=3)

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from finetune.adapters import MixtureOfAdapterExperts, attach_moae
-from pretrain.model.config import ViTConfig
-from pretrain.model.vit import VisionTransformer
+from face_core.model.adapters import MixtureOfAdapterExperts, attach_moae
+from face_core.model.config import ViTConfig
+from face_core.model.vit import VisionTransformer
 
 
 def trained_like(moae: MixtureOfAdapterExperts) -> MixtureOfAdapterExperts:

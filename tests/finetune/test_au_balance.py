@@ -7,9 +7,9 @@ import pytest
 from finetune_demo import tiny_config
 
 from data_shards.loaders import LoaderConfig, eval_loader
+from face_core.model.config import ViTConfig
 from finetune.data_module import FinetuneDataModule
 from finetune.training import run_finetuning
-from pretrain.model.config import ViTConfig
 
 ENCODER = ViTConfig(img_size=32, patch_size=8, num_frames=4, tubelet_size=2, embed_dim=32, depth=2, num_heads=2)
 

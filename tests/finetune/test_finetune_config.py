@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from face_core.model.config import TaskModelConfig
 from finetune.cli import fit, folds
-from finetune.config import FinetuneDataConfig, FinetuneModelConfig
+from finetune.config import FinetuneDataConfig
 from plumbing.recipes import ConfigError, load_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,7 +26,7 @@ def test_recipes_exist() -> None:
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
 def test_recipe_loads_and_validates(path: Path) -> None:
     config = load_recipe(fit, str(path))
-    assert isinstance(config["model"], FinetuneModelConfig)
+    assert isinstance(config["model"], TaskModelConfig)
     assert isinstance(config["data"], FinetuneDataConfig)
     assert config["eval"].monitor == "auto" or config["eval"].monitor.startswith("val/")
 

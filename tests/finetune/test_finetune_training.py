@@ -41,7 +41,7 @@ def test_frozen_backbone_trains_only_adapters_and_heads(demo: dict[str, str], tm
                          "--data.cutmix_alpha", "1.0", "--data.class_balanced", "[image]")
     result = run_finetuning(config)
     assert result.parameters["trainable"] < result.parameters["total"] / 2
-    from pretrain.release.loading import load_model
+    from face_core.release.loading import load_model
 
     pretrained = load_model(demo["encoder"], encoder_only=True, img_size=32, num_frames=4).state_dict()
     tuned = torch.load(result.best_checkpoint, weights_only=True, map_location="cpu")["state_dict"]

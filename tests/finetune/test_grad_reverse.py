@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from finetune.task_model import FaceTaskModel, reversal_strength, reverse_gradient
-from pretrain.model.config import ViTConfig
-from pretrain.model.vit import VisionTransformer
+from face_core.model.config import ViTConfig
+from face_core.model.task_model import FaceTaskModel, reversal_strength, reverse_gradient
+from face_core.model.vit import VisionTransformer
 
 
 @pytest.mark.parametrize("strength", [0.0, 0.5, 2.0])

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from finetune.identity_probe import hashes_of, identity_probe, probe_halves
+from face_core.evaluation.identity_probe import hashes_of, identity_probe, probe_halves
 
 
 def test_halves_are_per_subject_and_disjoint() -> None:

@@ -2,8 +2,8 @@
 
 import pytest
 
+from face_core.engine.optim import layer_decay_scale, layer_id
 from finetune.folds import subject_folds
-from pretrain.engine.optim import layer_decay_scale, layer_id
 
 
 def test_layer_ids() -> None:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from finetune.metrics import (
+from face_core.evaluation.metrics import (
     MaskedMultilabelF1,
     absent_classes,
     best_threshold_indices,

@@ -8,17 +8,17 @@ import torch
 import torch.nn.functional as F
 from finetune_demo import tiny_config
 
-from finetune.adapters import attach_moae
+from face_core.engine.optim import build_param_groups
+from face_core.model.adapters import attach_moae
+from face_core.model.config import ViTConfig
+from face_core.model.pos_embed import sincos_3d
+from face_core.model.task_model import TaskSpec, build_task_model
+from face_core.model.vit import VisionTransformer
 from finetune.config import FinetuneConfig
 from finetune.data_module import FinetuneDataModule, shared_classes
 from finetune.lightning_module import FinetuneModule
 from finetune.losses import one_hot_targets, soft_bce, soft_cross_entropy
-from finetune.task_model import TaskSpec, build_task_model
 from plumbing.recipes import ConfigError
-from pretrain.engine.optim import build_param_groups
-from pretrain.model.config import ViTConfig
-from pretrain.model.pos_embed import sincos_3d
-from pretrain.model.vit import VisionTransformer
 
 ENCODER = ViTConfig(img_size=32, patch_size=8, num_frames=4, tubelet_size=2, embed_dim=32, depth=2, num_heads=2)
 SPEC = TaskSpec(["image"], ["au"], au_ids=["1", "2"])
@@ -42,7 +42,7 @@ def test_identity_loss_is_fmae_iats_bce_and_cross_entropy_sends_back_far_more() 
 def test_position_table_is_learned_for_mae_lineage_and_fixed_for_videomae(learn: bool) -> None:
     config = FinetuneConfig()
     config.model = dataclasses.replace(config.model, learn_pos_embed=learn)
-    model = build_task_model(ENCODER, config, SPEC, VisionTransformer(ENCODER))
+    model = build_task_model(ENCODER, config.model, SPEC, identity_head=config.iat.enabled, encoder=VisionTransformer(ENCODER))
     table = model.encoder.pos_embed
     assert isinstance(table, torch.nn.Parameter) == learn
     assert torch.equal(table.detach(), sincos_3d(32, model.encoder.grid)[None])  # starts from the sin-cos table
@@ -50,7 +50,7 @@ def test_position_table_is_learned_for_mae_lineage_and_fixed_for_videomae(learn:
     assert ("encoder.pos_embed" in names) == learn
     other = FinetuneConfig()
     other.model = dataclasses.replace(other.model, learn_pos_embed=not learn)
-    rebuilt = build_task_model(ENCODER, other, SPEC, VisionTransformer(ENCODER))
+    rebuilt = build_task_model(ENCODER, other.model, SPEC, identity_head=other.iat.enabled, encoder=VisionTransformer(ENCODER))
     rebuilt.load_state_dict(model.state_dict(), strict=True)  # same key either way: checkpoints load across
     groups = build_param_groups(model, 0.05)
     assert all(g["weight_decay"] == 0 for g in groups if "encoder.pos_embed" in g["param_names"])

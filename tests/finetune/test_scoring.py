@@ -26,8 +26,9 @@ def reordered_images(demo: dict[str, str], split: str, out: Path) -> str:
 
 
 def test_image_shards_score_through_the_releases_class_map(demo: dict[str, str], tmp_path: Path) -> None:
-    from finetune.release import read_task_release, release_finetuned
-    from finetune.scoring import score_release
+    from face_core.evaluation.scoring import score_release
+    from face_core.release.task import read_task_release
+    from finetune.release import release_finetuned
     from finetune.training import run_finetuning
 
     images = {split: reordered_images(demo, split, tmp_path) for split in ("train", "val", "test")}

@@ -35,10 +35,10 @@ def test_finetuned_model_released_registered_and_served_in_a_fresh_process(demo:
     from mlflow import MlflowClient
     from mlflow.models import Model
 
+    from face_core.release.registry import download_release
+    from face_core.release.task import read_task_release
     from finetune.cli import release
-    from finetune.release import read_task_release
     from finetune.training import run_finetuning
-    from pretrain.release.registry import download_release
 
     config = tiny_config(demo, tmp_path / "run", "--eval.test", "false", "--eval.identity_probe", "false")
     assert config.iat.strength > 0 and config.model.moae.top_blocks > 0  # the identity head and MoAE are exercised
@@ -58,13 +58,13 @@ def test_finetuned_model_released_registered_and_served_in_a_fresh_process(demo:
     np.savez(tmp_path / "expected.npz", pixels=pixels, **expected)
 
     logged = Model.load(str(download_release("models:/face-au-tiny@champion", dst=tmp_path / "dl", tracking_uri=tracking_uri).parent.parent))
-    assert logged.flavors["python_function"]["loader_module"] == "finetune.release"
+    assert logged.flavors["python_function"]["loader_module"] == "face_core.release.task"
     assert logged.metadata["au_ids"] == stored["spec"]["au_ids"] and logged.metadata["class_names"] == stored["spec"]["class_names"]
     assert [o["name"] for o in logged.signature.outputs.to_dict()] == ["embedding", "au_probabilities", "expression_probabilities"]
 
     script = f"""
         import numpy as np, mlflow
-        from finetune.release import load_task_model
+        from face_core.release.task import load_task_model
         data = np.load({str(tmp_path / 'expected.npz')!r})
         for uri in ("models:/face-au-tiny@champion", "runs:/{version.run_id}/model"):
             out = mlflow.pyfunc.load_model(uri).predict(data["pixels"])
@@ -83,7 +83,8 @@ def test_finetuned_model_released_registered_and_served_in_a_fresh_process(demo:
 
 
 def test_release_refuses_what_is_not_a_finetuning_checkpoint(tmp_path: Path) -> None:
-    from finetune.release import read_task_release, release_finetuned
+    from face_core.release.task import read_task_release
+    from finetune.release import release_finetuned
 
     with pytest.raises(FileNotFoundError, match="no such file"):
         release_finetuned(tmp_path / "absent.ckpt", tmp_path / "out")

@@ -2,8 +2,8 @@
 
 import pytest
 
+from face_core.model.task_model import TaskSpec
 from finetune.config import FinetuneConfig
-from finetune.task_model import TaskSpec
 from finetune.training import check_monitor, monitor_metric
 from plumbing.recipes import ConfigError
 

@@ -17,11 +17,11 @@ import pytest
 import torch
 from tracking_server import MlflowServer
 
+from face_core.model.config import ViTConfig
+from face_core.model.vit import VisionTransformer
+from face_core.release.pretrained import write_release
+from face_core.release.registry import download_release, register_release, source_lineage
 from plumbing.files import file_sha256
-from pretrain.model.config import ViTConfig
-from pretrain.model.vit import VisionTransformer
-from pretrain.release.pretrained import write_release
-from pretrain.release.registry import download_release, register_release, source_lineage
 
 ROOT = Path(__file__).resolve().parents[2]
 ENCODER = ViTConfig(img_size=32, patch_size=8, num_frames=4, tubelet_size=2, embed_dim=32, depth=2, num_heads=2)

@@ -15,12 +15,12 @@ import pytest
 import torch
 from tracking_server import MlflowServer, free_port
 
+from face_core.model.config import MAEConfig, ViTConfig
+from face_core.model.mae import MaskedAutoencoder
+from face_core.model.vit import VisionTransformer
+from face_core.release.pretrained import write_release
+from face_core.release.registry import ReleaseChecksumError, download_release, register_release
 from plumbing.recipes import ConfigError
-from pretrain.model.config import MAEConfig, ViTConfig
-from pretrain.model.mae import MaskedAutoencoder
-from pretrain.model.vit import VisionTransformer
-from pretrain.release.pretrained import write_release
-from pretrain.release.registry import ReleaseChecksumError, download_release, register_release
 
 ENCODER = ViTConfig(img_size=32, patch_size=8, num_frames=4, tubelet_size=2, embed_dim=32, depth=2, num_heads=2)
 
@@ -64,7 +64,7 @@ def test_release_registers_with_alias_and_loads_back_exactly_in_a_fresh_process(
         f"""
         import numpy as np, torch, mlflow
         from data_shards.loaders import normalize_pixels
-        from pretrain.release.loading import load_model
+        from face_core.release.loading import load_model
         x = np.load({str(tmp_path / 'pixels.npy')!r})
         expected = np.load({str(tmp_path / 'expected.npy')!r})
         model = load_model("models:/face-test-mae@champion")  # our loader: factory + safetensors
@@ -95,7 +95,7 @@ def test_signature_input_example_and_requirements_are_recorded(mlflow_server: Ml
     assert sorted(p.name for p in local.iterdir()) == ["config.json", "model.safetensors"]
     model_dir = local.parent.parent
     logged = Model.load(str(model_dir))
-    assert logged.flavors["python_function"]["loader_module"] == "pretrain.release.pretrained"
+    assert logged.flavors["python_function"]["loader_module"] == "face_core.release.pretrained"
     assert "python_model" not in logged.flavors["python_function"]  # nothing pickled
     spec = logged.signature.inputs.to_dict()[0]["tensor-spec"]
     assert spec["dtype"] == "uint8" and list(spec["shape"]) == [-1, 3, 32, 32]
@@ -152,14 +152,14 @@ def test_release_errors_name_the_folder_and_what_to_do(tmp_path: Path, monkeypat
 def test_release_of_a_checkpoint_lands_in_its_training_run(mlflow_server: MlflowServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from mlflow import MlflowClient
 
-    from pretrain.release.registry import register_trained_release
+    from face_core.release.registry import register_trained_release
 
     client = MlflowClient(mlflow_server.url)
     training = client.create_run(client.create_experiment("face-test-training"), run_name="pretrain")
     run_dir = tmp_path / "run"
     (run_dir / "checkpoints").mkdir(parents=True)
     record = {"tracking_uri": mlflow_server.url, "experiment_id": training.info.experiment_id, "run_id": training.info.run_id}
-    (run_dir / "mlflow_run.json").write_text(json.dumps(record))  # as pretrain.engine.tracking writes it
+    (run_dir / "mlflow_run.json").write_text(json.dumps(record))  # as face_core.engine.tracking writes it
     torch.manual_seed(4)
     folder = write_release(VisionTransformer(ENCODER), ENCODER, tmp_path / "release")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

@@ -10,10 +10,10 @@ import sys
 import lightning.pytorch as pl
 import torch
 
+from face_core.engine.config import OptimConfig, TrainerConfig
+from face_core.model.config import MAEConfig, ViTConfig
+from face_core.model.mae import MaskedAutoencoder
 from pretrain.config import PretrainConfig, PretrainDataConfig
-from pretrain.engine.config import OptimConfig, TrainerConfig
-from pretrain.model.config import MAEConfig, ViTConfig
-from pretrain.model.mae import MaskedAutoencoder
 from pretrain.training import run_pretraining
 
 GLOBAL_IMAGES, GLOBAL_CLIPS, STEPS = 8, 4, 6

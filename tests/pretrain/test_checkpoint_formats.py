@@ -14,17 +14,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pretrain.model.checkpoint_formats import (
+from face_core.model.checkpoint_formats import (
     export_mae_state_dict,
     import_state_dict,
     load_checkpoint_file,
     save_mae_checkpoint,
     unwrap_state_dict,
 )
-from pretrain.model.config import MAEConfig, ViTConfig
-from pretrain.model.mae import MaskedAutoencoder
-from pretrain.model.masking import plan_from_mask
-from pretrain.model.vit import VisionTransformer
+from face_core.model.config import MAEConfig, ViTConfig
+from face_core.model.mae import MaskedAutoencoder
+from face_core.model.masking import plan_from_mask
+from face_core.model.vit import VisionTransformer
 
 WIDTH, DEPTH, HEADS, PATCH, SIDE = 192, 2, 3, 8, 4  # ViT-tiny width (3 heads); 32 px images, a 4x4 grid
 DEC_WIDTH, DEC_DEPTH, DEC_HEADS = 64, 1, 2  # MAE decoders: heads of 32 channels

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from pretrain.engine.checkpointing import (
+from face_core.engine.checkpointing import (
     AtomicCheckpointIO,
     LastCheckpoint,
     collect_rng_state,
@@ -27,7 +27,7 @@ from pretrain.engine.checkpointing import (
 WRITER = textwrap.dedent(
     """
     import sys, torch
-    from pretrain.engine.checkpointing import AtomicCheckpointIO
+    from face_core.engine.checkpointing import AtomicCheckpointIO
     io = AtomicCheckpointIO()
     version = 0
     while True:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from face_core.model.config import MAEConfig, ViTConfig
 from plumbing.recipes import ConfigError, load_recipe
 from pretrain.cli import fit
-from pretrain.model.config import MAEConfig, ViTConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = sorted((ROOT / "configs" / "pretrain").glob("*.yaml"))

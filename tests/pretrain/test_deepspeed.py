@@ -1,4 +1,4 @@
-"""DeepSpeed ZeRO-2 on 2 CPU ranks (gloo) through :class:`pretrain.engine.strategies.CPUDeepSpeedStrategy`:
+"""DeepSpeed ZeRO-2 on 2 CPU ranks (gloo) through :class:`face_core.engine.strategies.CPUDeepSpeedStrategy`:
 it trains, saves a sharded ``last.ckpt`` directory atomically, resumes from it, and the
 ``release`` command consolidates it (``convert_zero_checkpoint_to_fp32_state_dict``) into an
 encoder release.
@@ -23,8 +23,8 @@ import pytest
 import torch
 from tiny_pretraining import make_tiny_shards, tiny_recipe, write_recipe
 
-from pretrain.release.loading import load_trained_model
-from pretrain.release.pretrained import read_release
+from face_core.release.loading import load_trained_model
+from face_core.release.pretrained import read_release
 
 ROOT = Path(__file__).resolve().parents[2]
 

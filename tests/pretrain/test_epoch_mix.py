@@ -7,11 +7,11 @@ from tiny_pretraining import make_tiny_shards
 
 from data_shards.interleave import InterleavedBatches
 from data_shards.manifest import read_manifest
+from face_core.model.config import ViTConfig
 from plumbing.recipes import load_recipe
 from pretrain.cli import fit
 from pretrain.config import PretrainDataConfig
 from pretrain.data_module import PretrainDataModule
-from pretrain.model.config import ViTConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 ENCODER = ViTConfig(img_size=32, patch_size=8, num_frames=4, tubelet_size=2, embed_dim=32, depth=1, num_heads=2)

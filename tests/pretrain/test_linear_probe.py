@@ -9,7 +9,7 @@ import torch
 
 from data_shards.loaders import LoaderConfig, eval_loader, normalize_pixels
 from data_shards.synth import make_demo_shards
-from pretrain.linear_probe import (
+from face_core.evaluation.linear_probe import (
     ProbeData,
     au_f1_table,
     class_recalls,
@@ -17,8 +17,8 @@ from pretrain.linear_probe import (
     fit_logistic,
     pooled_features,
 )
-from pretrain.model.config import ViTConfig
-from pretrain.model.vit import VisionTransformer
+from face_core.model.config import ViTConfig
+from face_core.model.vit import VisionTransformer
 
 AUS, CLASSES, DIM = 4, 3, 16
 

@@ -1,4 +1,4 @@
-"""``pretrain.load_model``: one call for releases, Lightning checkpoints, public files and MLflow URIs."""
+"""``face_core.load_model``: one call for releases, Lightning checkpoints, public files and MLflow URIs."""
 
 import dataclasses
 import json
@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from pretrain.model.checkpoint_formats import save_mae_checkpoint
-from pretrain.model.config import MAEConfig, ViTConfig
-from pretrain.model.mae import MaskedAutoencoder
-from pretrain.model.vit import VisionTransformer
-from pretrain.release.pretrained import read_release, write_release
+from face_core.model.checkpoint_formats import save_mae_checkpoint
+from face_core.model.config import MAEConfig, ViTConfig
+from face_core.model.mae import MaskedAutoencoder
+from face_core.model.vit import VisionTransformer
+from face_core.release.pretrained import read_release, write_release
 
 ENCODER = ViTConfig(img_size=32, patch_size=8, num_frames=4, tubelet_size=2, embed_dim=48, depth=2, num_heads=3)
 CONFIG = MAEConfig(encoder=ENCODER, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=1)
@@ -32,12 +32,12 @@ def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
 
 
 def test_import_pretrain_stays_light() -> None:
-    code = "import sys, pretrain; assert 'torch' not in sys.modules; assert callable(pretrain.load_model)"
+    code = "import sys, face_core; assert 'torch' not in sys.modules; assert callable(face_core.load_model)"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_release_folder_round_trip_for_mae_and_encoder(tmp_path: Path) -> None:
-    from pretrain import load_model
+    from face_core import load_model
 
     model = trained_mae()
     folder = write_release(model, CONFIG, tmp_path / "mae-release")
@@ -117,7 +117,7 @@ def lightning_checkpoint(tmp_path: Path, model: MaskedAutoencoder) -> Path:
 
 
 def test_lightning_checkpoint_gives_the_trained_mae(tmp_path: Path) -> None:
-    from pretrain import load_model
+    from face_core import load_model
 
     model = trained_mae()
     path = lightning_checkpoint(tmp_path, model)
@@ -130,7 +130,7 @@ def test_lightning_checkpoint_gives_the_trained_mae(tmp_path: Path) -> None:
 
 
 def test_public_mae_file_and_encoder_only_choice(tmp_path: Path) -> None:
-    from pretrain import load_model
+    from face_core import load_model
 
     model = trained_mae().eval()
     full = save_mae_checkpoint(model, tmp_path / "mae_full.pth")
@@ -151,7 +151,7 @@ def test_public_mae_file_and_encoder_only_choice(tmp_path: Path) -> None:
 
 
 def test_unreadable_inputs_are_named(tmp_path: Path) -> None:
-    from pretrain import load_model
+    from face_core import load_model
 
     with pytest.raises(FileNotFoundError, match="nowhere.pth"):
         load_model(tmp_path / "nowhere.pth")
@@ -187,7 +187,7 @@ def s4d_finetuned_file(path: Path) -> Path:
 
 
 def test_s4d_file_warns_about_its_adapters_and_a_size_other_than_160(tmp_path: Path) -> None:
-    from pretrain import load_model
+    from face_core import load_model
 
     path = s4d_finetuned_file(tmp_path / "s4d_ft.pth")
     with pytest.warns(UserWarning) as caught:
@@ -204,7 +204,7 @@ def test_s4d_file_warns_about_its_adapters_and_a_size_other_than_160(tmp_path: P
 def test_a_finetuned_files_head_is_named_when_left_out(tmp_path: Path) -> None:
     from test_checkpoint_formats import random_mae_state
 
-    from pretrain import load_model
+    from face_core import load_model
 
     path = tmp_path / "fmae_finetuned.pth"
     torch.save({"model": random_mae_state(decoder=False, finetuned=True), "epoch": 3}, path)  # FMAE-IAT's fine-tuned files
@@ -217,7 +217,7 @@ def test_s4d_pretraining_files_are_told_by_their_trainer_keys_and_load_at_160(tm
 
     from test_checkpoint_formats import random_videomae_state
 
-    from pretrain import load_model
+    from face_core import load_model
 
     state = random_videomae_state()
     s4d, videomae = tmp_path / "s4d_pretrain.pt", tmp_path / "videomae_pretrain.pth"
@@ -234,8 +234,8 @@ def test_s4d_pretraining_files_are_told_by_their_trainer_keys_and_load_at_160(tm
 @pytest.mark.slow
 def test_mlflow_model_uri_loads_the_registered_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A real MLflow registry (SQLite store): register a release, then load it by URI."""
-    from pretrain import load_model
-    from pretrain.release.registry import register_release
+    from face_core import load_model
+    from face_core.release.registry import register_release
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from pretrain.model.config import MAEConfig, ViTConfig
-from pretrain.model.mae import MaskedAutoencoder
-from pretrain.model.patches import patchify, unpatchify
+from face_core.model.config import MAEConfig, ViTConfig
+from face_core.model.mae import MaskedAutoencoder
+from face_core.model.patches import patchify, unpatchify
 
 
 def tiny_mae(**overrides: object) -> MaskedAutoencoder:
@@ -138,9 +138,9 @@ def test_flop_formula_matches_the_counted_forward(clip_masking: str, mask_count:
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
-    from pretrain.engine.training_metrics import peak_flops
-    from pretrain.model.flops import encoder_forward_flops, mae_forward_flops, mae_train_flops_per_sample
-    from pretrain.model.masking import keep_all, kept_count
+    from face_core.engine.training_metrics import peak_flops
+    from face_core.model.flops import encoder_forward_flops, mae_forward_flops, mae_train_flops_per_sample
+    from face_core.model.masking import keep_all, kept_count
 
     # at ratio 0.9 the two rules keep different counts: int(16 * 0.1) = 1 (MAE), 16 - int(0.9 * 16) = 2 (VideoMAE)
     assert kept_count(16, 0.9, "mae") != kept_count(16, 0.9, "videomae") and kept_count(32, 0.9, "mae") != kept_count(32, 0.9, "videomae")

@@ -2,7 +2,7 @@
 
 import torch
 
-from pretrain.model.masking import keep_all, kept_count, random_masking, tube_masking
+from face_core.model.masking import keep_all, kept_count, random_masking, tube_masking
 
 
 def test_random_masking_follows_the_argsort_recipe() -> None:
@@ -52,7 +52,7 @@ def test_keep_all_sees_every_token_but_keeps_the_mask() -> None:
 
 
 def test_plan_from_a_given_boolean_mask() -> None:
-    from pretrain.model.masking import plan_from_mask
+    from face_core.model.masking import plan_from_mask
 
     mask = torch.tensor([[True, False, True, False], [False, False, True, True]])
     plan = plan_from_mask(mask)

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from pretrain.engine.optim import build_adamw, build_param_groups, scaled_lr, warmup_cosine
-from pretrain.model.config import MAEConfig, ViTConfig
-from pretrain.model.mae import MaskedAutoencoder
+from face_core.engine.optim import build_adamw, build_param_groups, scaled_lr, warmup_cosine
+from face_core.model.config import MAEConfig, ViTConfig
+from face_core.model.mae import MaskedAutoencoder
 
 
 def tiny_mae() -> MaskedAutoencoder:

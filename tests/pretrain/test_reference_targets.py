@@ -3,11 +3,11 @@
 import pytest
 import torch
 
+from face_core.model.config import MAEConfig, ViTConfig
+from face_core.model.mae import MaskedAutoencoder
+from face_core.model.masking import kept_count, random_masking, tube_masking
+from face_core.model.patches import IMAGENET_MEAN, IMAGENET_STD
 from plumbing.recipes import ConfigError, validate
-from pretrain.model.config import MAEConfig, ViTConfig
-from pretrain.model.mae import MaskedAutoencoder
-from pretrain.model.masking import kept_count, random_masking, tube_masking
-from pretrain.model.patches import IMAGENET_MEAN, IMAGENET_STD
 
 ENCODER = ViTConfig(img_size=32, patch_size=8, num_frames=4, tubelet_size=2, embed_dim=32, depth=1, num_heads=2)
 

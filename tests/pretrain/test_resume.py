@@ -15,7 +15,7 @@ import pytest
 import torch
 from tiny_pretraining import make_tiny_shards, tiny_recipe, write_recipe
 
-from pretrain.engine.optim import warmup_cosine
+from face_core.engine.optim import warmup_cosine
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS_PER_EPOCH, EPOCHS = 21, 3

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from lightning.pytorch.strategies import DDPStrategy
 
+from face_core.engine.config import TrainerConfig
+from face_core.engine.strategies import CPUDeepSpeedStrategy, build_strategy, deepspeed_config, resolve_precision
 from plumbing.recipes import ConfigError
-from pretrain.engine.config import TrainerConfig
-from pretrain.engine.strategies import CPUDeepSpeedStrategy, build_strategy, deepspeed_config, resolve_precision
 
 ROOT = Path(__file__).resolve().parents[2]
 

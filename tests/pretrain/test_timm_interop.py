@@ -13,13 +13,13 @@ import torch
 from perturbed_weights import perturbed
 from timm.data import resolve_data_config
 
-import pretrain.release.timm_models  # noqa: F401  (registers the face_vit_* names)
-from pretrain import load_model
-from pretrain.model.config import MAEConfig, ViTConfig
-from pretrain.model.mae import MaskedAutoencoder
-from pretrain.model.pos_embed import sincos_2d
-from pretrain.model.vit import VisionTransformer
-from pretrain.release.pretrained import write_release
+import face_core.release.timm_models  # noqa: F401  (registers the face_vit_* names)
+from face_core import load_model
+from face_core.model.config import MAEConfig, ViTConfig
+from face_core.model.mae import MaskedAutoencoder
+from face_core.model.pos_embed import sincos_2d
+from face_core.model.vit import VisionTransformer
+from face_core.release.pretrained import write_release
 
 TINY = ViTConfig.preset("tiny", img_size=64)  # 192 wide, 12 blocks, 3 heads; a 4x4 grid keeps it quick
 

@@ -12,14 +12,14 @@ import torch
 from tiny_pretraining import make_tiny_shards, tiny_recipe, write_recipe
 
 from data_shards.interleave import InterleavedBatches, epoch_schedule
+from face_core.engine.config import TrackingConfig
+from face_core.engine.tracking import make_mlflow_logger, resolve_tracking_uri
+from face_core.release.loading import release_checkpoint
+from face_core.release.pretrained import read_release
 from plumbing.recipes import ConfigError, load_recipe
 from pretrain.cli import fit
 from pretrain.config import PretrainConfig
 from pretrain.data_module import PretrainDataModule
-from pretrain.engine.config import TrackingConfig
-from pretrain.engine.tracking import make_mlflow_logger, resolve_tracking_uri
-from pretrain.release.loading import release_checkpoint
-from pretrain.release.pretrained import read_release
 from pretrain.training import run_pretraining
 
 

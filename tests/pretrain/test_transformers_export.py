@@ -14,14 +14,14 @@ import transformers
 from perturbed_weights import perturbed
 from safetensors.torch import load_file, save_file
 
+from face_core.model.config import MAEConfig, ViTConfig
+from face_core.model.mae import MaskedAutoencoder
+from face_core.model.pos_embed import videomae_sinusoid
+from face_core.model.vit import VisionTransformer
+from face_core.release.pretrained import write_release
+from face_core.release.transformers_export import check_export, export_transformers, transformers_outputs
 from plumbing.recipes import ConfigError
 from pretrain.cli import export
-from pretrain.model.config import MAEConfig, ViTConfig
-from pretrain.model.mae import MaskedAutoencoder
-from pretrain.model.pos_embed import videomae_sinusoid
-from pretrain.model.vit import VisionTransformer
-from pretrain.release.pretrained import write_release
-from pretrain.release.transformers_export import check_export, export_transformers, transformers_outputs
 
 SMALL = ViTConfig.preset("tiny", img_size=32, num_frames=4, depth=2)  # 192 wide, 3 heads, a 2x2 grid, 2 temporal slices
 

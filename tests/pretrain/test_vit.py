@@ -10,10 +10,10 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from pretrain.model.config import VIT_SIZES, MAEConfig, ViTConfig
-from pretrain.model.mae import MaskedAutoencoder
-from pretrain.model.pos_embed import resize_table, sincos_3d
-from pretrain.model.vit import Block, VisionTransformer
+from face_core.model.config import VIT_SIZES, MAEConfig, ViTConfig
+from face_core.model.mae import MaskedAutoencoder
+from face_core.model.pos_embed import resize_table, sincos_3d
+from face_core.model.vit import Block, VisionTransformer
 
 BEFORE_TIMM = Path(__file__).parent / "data" / "mae_before_timm_blocks.safetensors"
 

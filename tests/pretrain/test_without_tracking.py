@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from tiny_pretraining import make_tiny_shards, tiny_recipe, write_recipe
 
-from pretrain.engine.config import OptimConfig, TrackingConfig, TrainerConfig
-from pretrain.engine.trainer import TrainingRun
+from face_core.engine.config import OptimConfig, TrackingConfig, TrainerConfig
+from face_core.engine.trainer import TrainingRun
+from face_core.model.config import MAEConfig, ViTConfig
 from pretrain.lightning_module import MAEPretrainModule
-from pretrain.model.config import MAEConfig, ViTConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 WITHOUT_MLFLOW = "import runpy, sys\nsys.modules['mlflow'] = None\nsys.argv = ['pretrain', *sys.argv[1:]]\nrunpy.run_module('pretrain', run_name='__main__')\n"

@@ -4,7 +4,7 @@ One Conv3d tubelet patch embedding serves both modalities (S4D): a clip ``(B, C,
 cut into ``(tubelet, patch, patch)`` tubes; an image ``(B, C, H, W)`` is a clip of its frame
 repeated ``tubelet`` times, which is computed as a Conv2d with the kernel summed over time (the
 same numbers, ``tubelet`` times cheaper). Position embeddings are a fixed table over the
-``(T / tubelet, H / patch, W / patch)`` grid held as a buffer (see :mod:`pretrain.model.pos_embed`);
+``(T / tubelet, H / patch, W / patch)`` grid held as a buffer (see :mod:`face_core.model.pos_embed`);
 an image uses the first temporal slice. An optional CLS token is prepended after positions
 are added, with its own zero position. The transformer blocks are timm's (:class:`Block`), so
 state dicts use timm's and MAE's parameter names.
@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from pretrain.model.config import ViTConfig
-from pretrain.model.pos_embed import Grid, sincos_3d
+from face_core.model.config import ViTConfig
+from face_core.model.pos_embed import Grid, sincos_3d
 
 LAYER_NORM_EPS = 1e-6
 

@@ -8,7 +8,7 @@ Notebook use::
     picture = model.reconstruction_grid(images, pred, mask)   # uint8 (rows, cols, 3)
 
 ``pred`` is (B, L, tubelet*patch*patch*C): one vector per token in the layout of
-:func:`pretrain.model.patches.patchify`; ``mask`` is (B, L), 1 where the token was removed. Images
+:func:`face_core.model.patches.patchify`; ``mask`` is (B, L), 1 where the token was removed. Images
 are static clips (S4D): their targets are the patch repeat-padded to ``tubelet`` frames, so one
 ``decoder_pred`` serves both modalities; with ``norm_pix_loss`` an image patch is normalised by
 its own single-frame statistics before padding (the public MAE loss, exactly).
@@ -23,11 +23,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from pretrain.model.config import MAEConfig
-from pretrain.model.masking import MaskPlan, random_masking, tube_masking
-from pretrain.model.patches import normalize_patches, normalize_patches_per_channel, patchify, pixel_patches, reconstruction_grid, unpatchify
-from pretrain.model.pos_embed import sincos_3d
-from pretrain.model.vit import LAYER_NORM_EPS, Block, VisionTransformer
+from face_core.model.config import MAEConfig
+from face_core.model.masking import MaskPlan, random_masking, tube_masking
+from face_core.model.patches import normalize_patches, normalize_patches_per_channel, patchify, pixel_patches, reconstruction_grid, unpatchify
+from face_core.model.pos_embed import sincos_3d
+from face_core.model.vit import LAYER_NORM_EPS, Block, VisionTransformer
 
 
 class MaskedAutoencoder(nn.Module):
@@ -139,7 +139,7 @@ class MaskedAutoencoder(nn.Module):
         return unpatchify(pred, (pred.shape[1] // (h * w), h, w), enc.patch_size, enc.tubelet_size)
 
     def reconstruction_grid(self, x: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor, **options: object) -> np.ndarray:
-        """Picture of masked input / reconstruction / original; see :func:`pretrain.model.patches.reconstruction_grid`."""
+        """Picture of masked input / reconstruction / original; see :func:`face_core.model.patches.reconstruction_grid`."""
         enc = self.config.encoder
         per_channel = self.config.norm_pix_per_channel
         return reconstruction_grid(x, pred, mask, enc.patch_size, enc.tubelet_size, self.config.norm_pix_loss, per_channel, **options)  # type: ignore[arg-type]

@@ -1,6 +1,6 @@
 """The pretrained release kinds: ``encoder`` (the ViT alone) and ``mae`` (the whole masked autoencoder).
 
-Written and read through :mod:`pretrain.release.folder`; ``config.json`` holds the model config
+Written and read through :mod:`face_core.release.folder`; ``config.json`` holds the model config
 (``dataclasses.asdict``), names this module as the loader MLflow imports and, for a release made
 from a checkpoint, its ``lineage`` (:func:`release_lineage`). As that loader
 (``_load_pyfunc``), it serves image embeddings: ``{"embedding": (B, D)}``, the mean of the
@@ -17,12 +17,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from pretrain.model.config import MAEConfig, ViTConfig, config_from_dict
-from pretrain.model.mae import MaskedAutoencoder
-from pretrain.model.vit import VisionTransformer
-from pretrain.release.folder import CONFIG_FILE, read_release_folder, write_release_folder
-from pretrain.release.lineage import training_lineage, weights_sha256
-from pretrain.release.pyfunc import FacePredictor, ReleaseDescription
+from face_core.model.config import MAEConfig, ViTConfig
+from face_core.model.mae import MaskedAutoencoder
+from face_core.model.vit import VisionTransformer
+from face_core.release.folder import CONFIG_FILE, read_release_folder, write_release_folder
+from face_core.release.lineage import training_lineage, weights_sha256
+from face_core.release.pyfunc import FacePredictor, ReleaseDescription
+from plumbing.recipes import config_from_dict
 
 KINDS = ("mae", "encoder")
 LOADER_MODULE = __name__
@@ -53,7 +54,7 @@ def model_from_config(config: MAEConfig | ViTConfig) -> nn.Module:
 def release_lineage(checkpoint: str | Path) -> dict[str, Any]:
     """Where a release made from ``checkpoint`` comes from, as its ``config.json`` records it (``lineage``).
 
-    The fields the registry records (:func:`pretrain.release.lineage.training_lineage`: the
+    The fields the registry records (:func:`face_core.release.lineage.training_lineage`: the
     checkpoint, its training run and store from the run folder's record, the recipe and its data
     manifests' SHA-256) and the checkpoint's SHA-256 (of its weights for a release folder; absent
     for a DeepSpeed folder).
@@ -82,7 +83,7 @@ def write_release(model: nn.Module, config: MAEConfig | ViTConfig, folder: str |
 def read_release(folder: str | Path) -> Release:
     """Read and verify a pretrained release folder; errors name the file and what is wrong."""
     meta, state = read_release_folder(folder, KINDS, required=("config",))
-    config = config_from_dict(meta["config"], meta["kind"], str(Path(folder) / CONFIG_FILE))
+    config = config_from_dict(MAEConfig if meta["kind"] == "mae" else ViTConfig, meta["config"], str(Path(folder) / CONFIG_FILE))
     return Release(meta["kind"], config, state, meta.get("package_version", "unknown"))
 
 

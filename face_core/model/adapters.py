@@ -138,7 +138,7 @@ def attach_moae(
 ) -> list[MixtureOfAdapterExperts]:
     """Put a fresh mixture into the ``parallel_branch`` slot of the top ``top_blocks`` blocks.
 
-    ``encoder.blocks`` must be blocks with a ``parallel_branch`` slot (``pretrain.model.vit.Block``).
+    ``encoder.blocks`` must be blocks with a ``parallel_branch`` slot (``face_core.model.vit.Block``).
     Returns the attached mixtures, bottom first.
     """
     blocks = list(encoder.blocks)

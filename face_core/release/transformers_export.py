@@ -27,12 +27,12 @@ import torch
 from safetensors.torch import save_file
 from transformers import PreTrainedModel, VideoMAEConfig, VideoMAEModel, ViTMAEConfig, ViTMAEModel
 
+from face_core.model.checkpoint_formats import export_mae_state_dict
+from face_core.model.pos_embed import videomae_sinusoid
+from face_core.model.vit import LAYER_NORM_EPS, VisionTransformer
+from face_core.release.pretrained import model_from_config, read_release
 from plumbing.files import staged_folder
 from plumbing.recipes import ConfigError
-from pretrain.model.checkpoint_formats import export_mae_state_dict
-from pretrain.model.pos_embed import videomae_sinusoid
-from pretrain.model.vit import LAYER_NORM_EPS, VisionTransformer
-from pretrain.release.pretrained import model_from_config, read_release
 
 StateDict = dict[str, torch.Tensor]
 WEIGHTS_FILE = "model.safetensors"

@@ -2,7 +2,7 @@
 
 :func:`progress_bar` gives Lightning's TQDM bar when stdout is a terminal outside SLURM
 (:func:`plumbing.console.interactive_console`), else None: SLURM logs and pipes keep the step
-lines of :class:`~pretrain.engine.training_metrics.TrainingMetrics` instead.
+lines of :class:`~face_core.engine.training_metrics.TrainingMetrics` instead.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import TQDMProgressBar
 
+from face_core.engine.training_metrics import TrainingMetrics
 from plumbing.console import interactive_console
-from pretrain.engine.training_metrics import TrainingMetrics
 
 
 class StageProgressBar(TQDMProgressBar):

@@ -1,7 +1,7 @@
 """MLflow ``python_function`` inference for released models, built from weights, never unpickled.
 
-MLflow loads a model logged by :mod:`pretrain.release.registry` by importing the *loader module*
-its release kind names in ``config.json`` (:mod:`pretrain.release.pretrained`,
+MLflow loads a model logged by :mod:`face_core.release.registry` by importing the *loader module*
+its release kind names in ``config.json`` (:mod:`face_core.release.pretrained`,
 :mod:`finetune.release`) from the installed package and calling
 ``_load_pyfunc(<artifact>/data/release)``, which rebuilds the network from ``config.json`` and
 ``model.safetensors`` and wraps it in the :class:`FacePredictor` defined here. No code comes from

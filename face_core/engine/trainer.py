@@ -1,10 +1,10 @@
 """The Lightning ``Trainer`` of every training stage, and the run set-up both stages share.
 
 :func:`build_trainer` makes the Trainer the same way for pretraining and fine-tuning:
-accelerator, precision and strategy resolved by :mod:`pretrain.engine.strategies`, intra-op
+accelerator, precision and strategy resolved by :mod:`face_core.engine.strategies`, intra-op
 threads on CPU, atomic checkpoint writes, no distributed sampler (the shard loaders split by
 rank themselves), no sanity validation, and a progress bar only at an interactive terminal
-(:mod:`pretrain.engine.progress`; SLURM logs and pipes get the step lines of the training metrics).
+(:mod:`face_core.engine.progress`; SLURM logs and pipes get the step lines of the training metrics).
 
 :class:`TrainingRun` is the rest of a run's set-up: the run folder, the checkpoint to resume
 from (``trainer.resume``), the global seed, the MLflow logger (the same MLflow run on resume),
@@ -24,13 +24,13 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 
+from face_core.engine.checkpointing import AtomicCheckpointIO, LastCheckpoint, check_resumable, checkpoint_dir, resolve_resume
+from face_core.engine.config import OptimConfig, TrackingConfig, TrainerConfig
+from face_core.engine.progress import progress_bar
+from face_core.engine.strategies import build_strategy, resolve_accelerator, resolve_precision
+from face_core.engine.tracking import make_mlflow_logger, resolve_tracking_uri, start_tracked_run
 from plumbing.files import write_json_atomic
 from plumbing.tracking_store import CONFIG_RECORD
-from pretrain.engine.checkpointing import AtomicCheckpointIO, LastCheckpoint, check_resumable, checkpoint_dir, resolve_resume
-from pretrain.engine.config import OptimConfig, TrackingConfig, TrainerConfig
-from pretrain.engine.progress import progress_bar
-from pretrain.engine.strategies import build_strategy, resolve_accelerator, resolve_precision
-from pretrain.engine.tracking import make_mlflow_logger, resolve_tracking_uri, start_tracked_run
 
 
 def build_trainer(

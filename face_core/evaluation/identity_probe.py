@@ -8,7 +8,7 @@ not encode identity in general, not merely that it forgot the training identitie
 subject's samples are ordered by a hash of their key and dealt alternately into probe-train and
 probe-test halves (deterministic, independent of how ranks split the data). The probe is a
 multinomial logistic regression on standardised features, fit full-batch with L-BFGS and a
-small L2 penalty (the project's one fitter, :mod:`pretrain.linear_probe`); chance level
+small L2 penalty (the project's one fitter, :mod:`face_core.evaluation.linear_probe`); chance level
 (1 / subjects) is reported beside it.
 """
 
@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from pretrain.linear_probe import fit_multinomial, standardiser
+from face_core.evaluation.linear_probe import fit_multinomial, standardiser
 
 
 @dataclass
@@ -69,7 +69,7 @@ def identity_probe(
 
     ``features`` ``(N, D)`` are frozen pooled features, ``subjects`` ``(N,)`` identity indices
     (-1 = unknown), ``hashes`` ``(N,)`` from :func:`key_hash` of the sample keys. The objective
-    is the mean cross-entropy plus ``l2 * ||W||^2`` (:func:`pretrain.linear_probe.fit_multinomial`
+    is the mean cross-entropy plus ``l2 * ||W||^2`` (:func:`face_core.evaluation.linear_probe.fit_multinomial`
     at ``C = 1 / (2 l2 N)``), at most ``steps`` L-BFGS iterations.
     """
     features, subjects, hashes = features.detach().float().cpu(), subjects.cpu(), hashes.cpu()

@@ -1,14 +1,14 @@
-"""Typed configuration of the model: the shared image/clip ViT encoder and the masked autoencoder.
+"""Typed configuration of the model: the shared image/clip ViT encoder, the masked autoencoder, the task model.
 
 Plain dataclasses (nothing heavy imported), so ``--help`` stays fast and a checkpoint's
-``dataclasses.asdict`` record rebuilds the model (:func:`config_from_dict`). Each reports
+``dataclasses.asdict`` record rebuilds the model (:func:`plumbing.recipes.config_from_dict`). Each reports
 impossible settings through ``problems()`` (see :func:`plumbing.recipes.validate`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from plumbing.recipes import Problems
 
@@ -132,12 +132,82 @@ class MAEConfig:
         return found
 
 
-def config_from_dict(values: dict[str, Any], kind: str, source: str = "config") -> MAEConfig | ViTConfig:
-    """Rebuild an ``MAEConfig`` (kind ``mae``) or ``ViTConfig`` (kind ``encoder``) from ``asdict`` output."""
-    try:
-        if kind == "encoder":
-            return ViTConfig(**values)
-        values = dict(values)
-        return MAEConfig(encoder=ViTConfig(**values.pop("encoder")), **values)
-    except (TypeError, KeyError) as error:
-        raise ValueError(f"{source}: the model config does not match this version's {kind} config: {error}") from None
+@dataclass
+class MoAEConfig:
+    """Mixture of Adapter Experts beside the MLP of the top blocks (S4D).
+
+    Args:
+        top_blocks: adapters in the top ``top_blocks`` blocks; 0 = no MoAE.
+        num_experts: experts per block.
+        top_k: experts each token is routed to.
+        hidden_ratio: expert bottleneck width over the embedding width (S4D: 1/4).
+        scale: multiplier of the adapters' output (AdaptFormer: 0.1).
+        router_noise: noisy top-k routing in training (never in evaluation).
+        balance_coef: coefficient of the load-balancing loss (S4D: 1e-3).
+        dispatch: ``auto`` (``dense`` on CUDA, ``sparse`` elsewhere), ``sparse`` (each expert on its
+            tokens only; one host read per layer) or ``dense`` (every expert on every token, no host
+            synchronisation; same result).
+    """
+
+    top_blocks: int = 0
+    num_experts: int = 8
+    top_k: int = 2
+    hidden_ratio: float = 0.25
+    scale: float = 0.1
+    router_noise: bool = True
+    balance_coef: float = 1e-3
+    dispatch: Literal["auto", "sparse", "dense"] = "auto"
+
+    def problems(self) -> Problems:
+        """Impossible settings as (field, reason) pairs."""
+        found: Problems = []
+        if self.top_blocks < 0:
+            found.append(("top_blocks", "must be >= 0 (0 = off)"))
+        if self.num_experts < 1:
+            found.append(("num_experts", "must be >= 1"))
+        if not 1 <= self.top_k <= max(1, self.num_experts):
+            found.append(("top_k", f"must be in [1, num_experts={self.num_experts}]"))
+        if self.hidden_ratio <= 0:
+            found.append(("hidden_ratio", "must be > 0"))
+        if self.balance_coef < 0:
+            found.append(("balance_coef", "must be >= 0"))
+        return found
+
+
+@dataclass
+class TaskModelConfig:
+    """The task model around the encoder: where the encoder starts from, MoAE, drop path and what is trained.
+
+    Args:
+        init: pretrained encoder: a checkpoint or release folder of ours, a public MAE / FMAE /
+            VideoMAE / S4D file, or an MLflow URI (``models:/name@alias``, ``runs:/...``).
+            Empty = random initialisation from ``encoder`` (ablations and tests).
+        encoder: the architecture when ``init`` is empty (ignored otherwise).
+        img_size: input size; 0 = the checkpoint's. Another size interpolates the position table.
+        num_frames: clip frames; 0 = the checkpoint's. Another count interpolates the position table.
+        drop_path_rate: stochastic depth at the last block.
+        learn_pos_embed: train the position table, initialised from the fixed sin-cos one (MAE and
+            FMAE fine-tuning, timm's ViT); false keeps it fixed (VideoMAE, S4D).
+        freeze_backbone: train only adapters, the feature norm and the heads (parameter-efficient).
+        moae: Mixture of Adapter Experts.
+    """
+
+    init: str = ""
+    encoder: ViTConfig = field(default_factory=ViTConfig)
+    img_size: int = 0
+    num_frames: int = 0
+    drop_path_rate: float = 0.1
+    learn_pos_embed: bool = True
+    freeze_backbone: bool = False
+    moae: MoAEConfig = field(default_factory=MoAEConfig)
+
+    def problems(self) -> Problems:
+        """Impossible settings as (field, reason) pairs."""
+        found: Problems = []
+        if self.img_size < 0 or self.num_frames < 0:
+            found.append(("img_size", "img_size and num_frames must be >= 0 (0 = the checkpoint's)"))
+        if not 0.0 <= self.drop_path_rate < 1.0:
+            found.append(("drop_path_rate", "must be in [0, 1)"))
+        if self.freeze_backbone and self.moae.top_blocks == 0:
+            found.append(("freeze_backbone", "a frozen backbone needs adapters: set moae.top_blocks > 0"))
+        return found

@@ -3,7 +3,7 @@
 Importing this module registers ``face_vit_{tiny,small,base,large,huge}_patch16`` with timm::
 
     import timm
-    import pretrain.release.timm_models  # noqa: F401  (registers the names)
+    import face_core.release.timm_models  # noqa: F401  (registers the names)
 
     model = timm.create_model(
         "face_vit_base_patch16", pretrained=True,
@@ -18,7 +18,7 @@ position (``no_embed_class``), the final norm before pooling and the mean of the
 the pooled feature (``global_pool="avg"``, ``fc_norm=False``). The release's ``config.json``
 beside the weights file supplies image size, patch size, channels, CLS token, qkv bias and MLP
 ratio (explicit keyword arguments still win); its width, depth and heads must be the name's or the keyword arguments'.
-The release is checked first with :func:`pretrain.release.pretrained.read_release` (format,
+The release is checked first with :func:`face_core.release.pretrained.read_release` (format,
 config, weights checksum); timm then loads the file itself and our filter maps the tensors
 to its layout. Another ``img_size`` rebuilds our
 fixed sin-cos table for the new grid; a table that is not ours is resampled with timm's
@@ -40,11 +40,11 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from timm.models.vision_transformer import VisionTransformer as TimmVisionTransformer
 from torch import nn
 
-from pretrain.model.config import VIT_SIZES, MAEConfig
-from pretrain.model.pos_embed import sincos_2d
-from pretrain.model.vit import LAYER_NORM_EPS
-from pretrain.release.folder import CONFIG_FILE
-from pretrain.release.pretrained import read_release
+from face_core.model.config import VIT_SIZES, MAEConfig
+from face_core.model.pos_embed import sincos_2d
+from face_core.model.vit import LAYER_NORM_EPS
+from face_core.release.folder import CONFIG_FILE
+from face_core.release.pretrained import read_release
 
 PATCH = 16
 MODEL_NAMES = {f"face_vit_{size}_patch16": size for size in VIT_SIZES}

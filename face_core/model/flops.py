@@ -8,8 +8,8 @@ training step is 3x the forward.
 
 from __future__ import annotations
 
-from pretrain.model.config import MAEConfig, ViTConfig
-from pretrain.model.masking import kept_count
+from face_core.model.config import MAEConfig, ViTConfig
+from face_core.model.masking import kept_count
 
 
 def block_flops(tokens: int, width: int, mlp_ratio: float) -> float:

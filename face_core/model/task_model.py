@@ -25,11 +25,9 @@ import torch
 from timm.layers import DropPath
 from torch import nn
 
-from finetune.adapters import attach_moae
-from finetune.config import FinetuneConfig, FinetuneModelConfig
-from pretrain.model.config import ViTConfig
-from pretrain.model.vit import LAYER_NORM_EPS, VisionTransformer
-from pretrain.release.loading import load_model
+from face_core.model.adapters import attach_moae
+from face_core.model.config import TaskModelConfig, ViTConfig
+from face_core.model.vit import LAYER_NORM_EPS, VisionTransformer
 
 
 def head_name(task: str, modality: str) -> str:
@@ -103,7 +101,7 @@ class FaceTaskModel(nn.Module):
     """Encoder + pooled feature + one linear head per (task, modality) + optional identity head.
 
     Args:
-        encoder: a ``pretrain.model.vit.VisionTransformer`` (or any module with ``forward_features``,
+        encoder: a ``face_core.model.vit.VisionTransformer`` (or any module with ``forward_features``,
             ``num_prefix_tokens``, ``norm`` and ``config.embed_dim``).
         head_sizes: output width of each head by :func:`head_name`.
         num_subjects: classes of the identity head; 0 = no identity head (IAT off).
@@ -163,30 +161,18 @@ def parameter_counts(model: nn.Module) -> dict[str, int]:
     return {"total": sum(p.numel() for p in params), "trainable": sum(p.numel() for p in params if p.requires_grad)}
 
 
-def load_encoder(model: FinetuneModelConfig) -> VisionTransformer:
-    """The encoder of ``model.init`` (any checkpoint, release folder or MLflow URI that
-    :func:`pretrain.release.loading.load_model` reads), retargeted to ``img_size``/``num_frames`` when set
-    (position tables interpolated); a fresh ``model.encoder`` when ``init`` is empty.
-    """
-    if not model.init:
-        return VisionTransformer(model.encoder)
-    overrides = {name: getattr(model, name) for name in ("img_size", "num_frames") if getattr(model, name)}
-    encoder = load_model(model.init, encoder_only=True, **overrides)
-    if not isinstance(encoder, VisionTransformer):
-        raise TypeError(f"model.init={model.init!r} gave a {type(encoder).__name__}, not a VisionTransformer encoder")
-    return encoder
-
-
-def encoder_config_for(encoder: VisionTransformer, model: FinetuneModelConfig) -> ViTConfig:
+def encoder_config_for(encoder: VisionTransformer, model: TaskModelConfig) -> ViTConfig:
     """The encoder's config with the fine-tuning drop-path rate (what a checkpoint must rebuild)."""
     return dataclasses.replace(encoder.config, drop_path_rate=model.drop_path_rate)
 
 
-def build_task_model(encoder_config: ViTConfig, config: FinetuneConfig, spec: TaskSpec, encoder: nn.Module | None = None) -> FaceTaskModel:
-    """Encoder (``encoder`` or a fresh one from ``encoder_config``) + MoAE + heads (+ identity head with IAT).
+def build_task_model(
+    encoder_config: ViTConfig, model_config: TaskModelConfig, spec: TaskSpec, *, identity_head: bool = False, encoder: nn.Module | None = None
+) -> FaceTaskModel:
+    """Encoder (``encoder`` or a fresh one from ``encoder_config``) + MoAE + heads (+ the IAT identity head with ``identity_head``).
 
     Drop-path rates are set from ``encoder_config`` (linear to the last block); the position
-    table is learned with ``model.learn_pos_embed``; with ``model.freeze_backbone`` only
+    table is learned with ``model_config.learn_pos_embed``; with ``model_config.freeze_backbone`` only
     adapters, the feature norm and the heads train.
     """
     encoder = encoder if encoder is not None else VisionTransformer(encoder_config)
@@ -195,12 +181,12 @@ def build_task_model(encoder_config: ViTConfig, config: FinetuneConfig, spec: Ta
     for block, rate in zip(encoder.blocks, rates):  # timm's blocks: one DropPath per residual branch
         block.drop_path1 = DropPath(rate) if rate > 0 else nn.Identity()
         block.drop_path2 = DropPath(rate) if rate > 0 else nn.Identity()
-    if config.model.learn_pos_embed:
+    if model_config.learn_pos_embed:
         learn_position_table(encoder)
-    moae = config.model.moae
+    moae = model_config.moae
     if moae.top_blocks:
         attach_moae(encoder, moae.top_blocks, moae.num_experts, moae.top_k, moae.hidden_ratio, moae.scale, moae.router_noise, moae.dispatch)
-    model = FaceTaskModel(encoder, spec.head_sizes(), len(spec.subjects) if config.iat.enabled else 0)
-    if config.model.freeze_backbone:
+    model = FaceTaskModel(encoder, spec.head_sizes(), len(spec.subjects) if identity_head else 0)
+    if model_config.freeze_backbone:
         freeze_backbone(model)
     return model.train()  # loaders hand back eval-mode encoders; drop path and router noise need train mode

@@ -20,7 +20,7 @@ Mapping a Conv2d kernel ``w`` to our Conv3d: every one of the ``tubelet`` time s
 clip gets the average-over-time inflation. ``decoder_pred`` rows are repeated per time slot (an
 image target is its patch repeat-padded). Export undoes both (exact for power-of-two tubelets).
 Position tables: a loaded 2-D table is resized bicubically to the new grid and extended over time
-with the temporal term of :func:`pretrain.model.pos_embed.add_time`; VideoMAE's fixed table is rebuilt
+with the temporal term of :func:`face_core.model.pos_embed.add_time`; VideoMAE's fixed table is rebuilt
 for the new grid, a learned one is interpolated.
 
 Nothing of a file is dropped silently: tensors the model does not hold come back as ``extras``,
@@ -39,11 +39,11 @@ from pathlib import Path
 
 import torch
 
+from face_core.model.config import VIT_SIZES, MAEConfig, ViTConfig
+from face_core.model.mae import MaskedAutoencoder
+from face_core.model.pos_embed import resize_table, videomae_sinusoid
+from face_core.model.vit import VisionTransformer
 from plumbing.files import atomic_path
-from pretrain.model.config import VIT_SIZES, MAEConfig, ViTConfig
-from pretrain.model.mae import MaskedAutoencoder
-from pretrain.model.pos_embed import resize_table, videomae_sinusoid
-from pretrain.model.vit import VisionTransformer
 
 StateDict = dict[str, torch.Tensor]
 MAE_REQUIRED = ("cls_token", "pos_embed", "patch_embed.proj.weight", "blocks.0.attn.qkv.weight")
@@ -372,7 +372,7 @@ def export_mae_state_dict(model: MaskedAutoencoder | VisionTransformer) -> State
 
     Clip-specific weights do not fit that layout: the kernel's time slots are summed (exactly
     what an image sees) and the first temporal slice of the tables is kept. Keep our release
-    format (:mod:`pretrain.release.folder`) for clip models.
+    format (:mod:`face_core.release.folder`) for clip models.
     """
     mae = model if isinstance(model, MaskedAutoencoder) else None
     encoder = mae.encoder if mae is not None else model

@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from face_core.release.folder import CONFIG_FILE, WEIGHTS_FILE
 from plumbing.files import file_sha256
 from plumbing.tracking_store import CONFIG_RECORD, read_run_record, run_folder_of
-from pretrain.release.folder import CONFIG_FILE, WEIGHTS_FILE
 
 MANIFEST_FILE = "manifest.json"
 

@@ -1,19 +1,19 @@
 """The README pipeline's results table: baselines, linear probes and fine-tuned models on the held-out subjects.
 
-    python benchmarks/demo_table.py baselines --shards runs/demo/shards --recipe configs/pretrain/tiny.yaml \\
+    python -m face_core.evaluation.demo_table baselines --shards runs/demo/shards --recipe configs/pretrain/tiny.yaml \\
         --out runs/demo/table/baselines.json
-    python benchmarks/demo_table.py probe --shards runs/demo/shards --encoder runs/demo/pretrain/checkpoints/last.ckpt \\
+    python -m face_core.evaluation.demo_table probe --shards runs/demo/shards --encoder runs/demo/pretrain/checkpoints/last.ckpt \\
         --out runs/demo/table/mae_probe.json
-    python benchmarks/demo_table.py table --rows runs/demo/table/baselines.json runs/demo/table/mae_probe.json \\
+    python -m face_core.evaluation.demo_table table --rows runs/demo/table/baselines.json runs/demo/table/mae_probe.json \\
         --finetuned "fine-tuned from a random initialisation=runs/demo/finetune-scratch" \\
         --finetuned "fine-tuned from our MAE encoder=runs/demo/finetune" --released runs/demo/released_model_metrics.json
 
 Every row is measured on the same test split (``images-test``: subjects seen by no training
 stage) with fine-tuning's metrics: AU F1 of the positive class at probability 0.5 and at
 per-AU thresholds chosen on the validation split (mean over AUs), WAR (accuracy), UAR (mean
-recall over all classes) and identity leakage (``finetune.identity_probe``: a linear
+recall over all classes) and identity leakage (``face_core.evaluation.identity_probe``: a linear
 classifier of who the face is, fitted on half of each test subject's samples, accuracy on the
-other half; chance 1 / subjects). Linear rows are :mod:`pretrain.linear_probe` (logistic
+other half; chance 1 / subjects). Linear rows are :mod:`face_core.evaluation.linear_probe` (logistic
 regressions on standardised inputs fitted on the labelled train split, AU positives weighted
 by negatives / positives as the fine-tuning recipe's ``tasks.au_balance``; L2 strength and
 AU thresholds chosen on the validation split, never on test).
@@ -38,11 +38,11 @@ import torch
 import yaml
 
 from data_shards.loaders import LoaderConfig, eval_loader
-from finetune.identity_probe import hashes_of, identity_probe
-from pretrain.linear_probe import LabelledPixels, encode_pixels, fit_linear_probe, read_labelled
-from pretrain.model.config import ViTConfig
-from pretrain.model.vit import VisionTransformer
-from pretrain.release.loading import load_model
+from face_core.evaluation.identity_probe import hashes_of, identity_probe
+from face_core.evaluation.linear_probe import LabelledPixels, encode_pixels, fit_linear_probe, read_labelled
+from face_core.model.config import ViTConfig
+from face_core.model.vit import VisionTransformer
+from face_core.release.loading import load_model
 
 SPLITS = ("train", "val", "test")
 COLUMNS = {"au_f1": "AU F1 @0.5", "au_f1_valthr": "AU F1 @val thresholds", "war": "WAR", "uar": "UAR",

@@ -1,6 +1,6 @@
 """Release folders to the MLflow model registry, and back, with nothing executed from the artifact.
 
-A release folder (``model.safetensors`` + ``config.json``, see :mod:`pretrain.release.folder`)
+A release folder (``model.safetensors`` + ``config.json``, see :mod:`face_core.release.folder`)
 is logged as an MLflow ``python_function`` model of the *loader-module* kind: the artifact holds
 only data (the folder under ``data/release``, the MLmodel file with the signature, an input
 example and pinned requirements) and names as its loader the module that the release kind
@@ -32,14 +32,14 @@ from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from face_core.release.folder import CONFIG_FILE, package_version
+from face_core.release.lineage import checkpoint_lineage, training_lineage, weights_sha256
+from face_core.release.pretrained import KINDS as PRETRAINED_KINDS
+from face_core.release.pretrained import LOADER_MODULE as PRETRAINED_LOADER
 from plumbing.console import interactive_console
 from plumbing.files import file_sha256
 from plumbing.recipes import ConfigError
 from plumbing.tracking_store import check_reachable, sqlite_artifact_location
-from pretrain.release.folder import CONFIG_FILE, package_version
-from pretrain.release.lineage import checkpoint_lineage, training_lineage, weights_sha256
-from pretrain.release.pretrained import KINDS as PRETRAINED_KINDS
-from pretrain.release.pretrained import LOADER_MODULE as PRETRAINED_LOADER
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -56,7 +56,7 @@ CACHE_ENV = "FACE_RELEASE_CACHE"
 # What a fresh environment needs to serve the model; pinned so MLflow infers nothing (~10 s).
 RUNTIME_PACKAGES = ("torch", "safetensors", "numpy", "mlflow")
 # How to load a pretrained release; other kinds' loader modules define LOAD_HINT themselves.
-PRETRAINED_LOAD_HINT = 'In Python: `pretrain.load_model("{uri}")` (the MAE or its ViT encoder, plain PyTorch).'
+PRETRAINED_LOAD_HINT = 'In Python: `face_core.load_model("{uri}")` (the MAE or its ViT encoder, plain PyTorch).'
 
 
 class ReleaseChecksumError(ValueError):
@@ -145,7 +145,7 @@ def loader_module_for(folder: Path, default: str | None = None) -> str:
     """The loader module that ``folder/config.json`` names for its release kind.
 
     Folders written before releases named their loader carry none: the pretrained kinds get
-    :mod:`pretrain.release.pretrained`, any other kind ``default`` (its release command passes it).
+    :mod:`face_core.release.pretrained`, any other kind ``default`` (its release command passes it).
     """
     config = folder / CONFIG_FILE
     if not config.is_file():
@@ -181,7 +181,7 @@ def register_release(
     """Log ``release_folder`` as a pyfunc model and register it as a new version of ``name``.
 
     Args:
-        release_folder: a folder written by :func:`pretrain.release.pretrained.write_release`.
+        release_folder: a folder written by :func:`face_core.release.pretrained.write_release`.
         name: registered model name (``face-mae-vit-b``).
         alias: alias to point at the new version (``champion``); None sets none.
         tracking_uri: MLflow tracking URI; None = ``$MLFLOW_TRACKING_URI``.
@@ -190,7 +190,7 @@ def register_release(
         experiment: experiment of the new run when ``run_id`` is None.
         loader_module: the loader of a folder whose ``config.json`` names none (written before
             releases named their loader); ignored when it names one.
-        lineage: where the model came from (:func:`pretrain.release.lineage.training_lineage`):
+        lineage: where the model came from (:func:`face_core.release.lineage.training_lineage`):
             kept whole in the MLmodel metadata, its run and data checksums also as version tags.
         flag: the command's option for the tracking URI, named when none is set.
 
@@ -280,7 +280,7 @@ def register_trained_release(
     The tracking URI is ``tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else the one the
     checkpoint's training run logged to; when that is the same store, the model is logged into
     the training run itself, so ``runs:/<training run>/model`` names it. The training run, its
-    recipe and its data manifests' SHA-256 are recorded (:func:`pretrain.release.lineage.training_lineage`).
+    recipe and its data manifests' SHA-256 are recorded (:func:`face_core.release.lineage.training_lineage`).
     ``loader_module`` is passed on to :func:`register_release`.
     """
     lineage = training_lineage(checkpoint) if checkpoint is not None else {}
@@ -311,7 +311,7 @@ def source_lineage(path_or_uri: str | Path, run_store: str) -> tuple[dict[str, s
     A model URI is resolved in ``$MLFLOW_TRACKING_URI`` (where it was loaded from): ``init``,
     ``init.model_name``, ``init.model_version``, ``init.run_id``, ``init.experiment_id``,
     ``init.tracking_uri`` and ``init.sha256`` (of the released weights). A checkpoint or release
-    folder gets :func:`pretrain.release.lineage.checkpoint_lineage`. The tag ``mlflow.note.content``
+    folder gets :func:`face_core.release.lineage.checkpoint_lineage`. The tag ``mlflow.note.content``
     (the run's description) names the source, with links into the MLflow UI when it lives in
     ``run_store``, the store of the run being tagged.
     """

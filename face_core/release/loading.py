@@ -1,24 +1,24 @@
-"""One entry point for every checkpoint kind: ``pretrain.load_model(path_or_uri)``, and releasing one.
+"""One entry point for every checkpoint kind: ``face_core.load_model(path_or_uri)``, and releasing one.
 
 Reads, without ever unpickling code:
 
-* our release folders (``model.safetensors`` + ``config.json``, :mod:`pretrain.release.folder`),
+* our release folders (``model.safetensors`` + ``config.json``, :mod:`face_core.release.folder`),
   also behind MLflow URIs ``models:/name@alias``, ``models:/name/3`` and ``runs:/<id>/model``;
 * our Lightning checkpoints (``state_dict`` keys ``model.*``, ``hyper_parameters["model_config"]``),
   including DeepSpeed checkpoints once converted to one file;
 * public MAE / FMAE / FMAE-IAT ``.pth`` files and VideoMAE / S4D files
-  (:mod:`pretrain.model.checkpoint_formats`).
+  (:mod:`face_core.model.checkpoint_formats`).
 
-The full :class:`~pretrain.model.mae.MaskedAutoencoder` comes back when the file has a decoder,
-else the :class:`~pretrain.model.vit.VisionTransformer`; either in eval mode. What a foreign file
+The full :class:`~face_core.model.mae.MaskedAutoencoder` comes back when the file has a decoder,
+else the :class:`~face_core.model.vit.VisionTransformer`; either in eval mode. What a foreign file
 holds beyond that model (a fine-tuned ``fc_norm``/``head``, S4D's image and video heads) is left
-out with a warning naming it; :func:`pretrain.model.checkpoint_formats.import_state_dict` keeps
+out with a warning naming it; :func:`face_core.model.checkpoint_formats.import_state_dict` keeps
 it in ``extras``. S4D's pretraining files (VideoMAE's tensors, saved by S4D's trainer beside its
 top-level ``loss`` and ``steps``) are built at S4D's 160 px unless asked otherwise, with a warning then.
 
 :func:`release_checkpoint` writes any of these (and DeepSpeed's sharded checkpoint directories,
 consolidated to one fp32 file with Lightning's ``convert_zero_checkpoint_to_fp32_state_dict``)
-as a pretrained release folder (:mod:`pretrain.release.pretrained`).
+as a pretrained release folder (:mod:`face_core.release.pretrained`).
 """
 
 from __future__ import annotations
@@ -32,8 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from plumbing.recipes import ConfigError
-from pretrain.model.checkpoint_formats import (
+from face_core.model.checkpoint_formats import (
     BLOCK_KEY,
     S4D_IMG_SIZE,
     detect_layout,
@@ -42,12 +41,13 @@ from pretrain.model.checkpoint_formats import (
     load_checkpoint_file,
     unwrap_state_dict,
 )
-from pretrain.model.config import MAEConfig, ViTConfig, config_from_dict
-from pretrain.model.mae import MaskedAutoencoder
-from pretrain.model.pos_embed import resize_table, sincos_3d
-from pretrain.release.folder import CONFIG_FILE, WEIGHTS_FILE
-from pretrain.release.pretrained import model_from_config, read_release, release_lineage, write_release
-from pretrain.release.registry import URI_SCHEMES, download_release
+from face_core.model.config import MAEConfig, ViTConfig
+from face_core.model.mae import MaskedAutoencoder
+from face_core.model.pos_embed import resize_table, sincos_3d
+from face_core.release.folder import CONFIG_FILE, WEIGHTS_FILE
+from face_core.release.pretrained import model_from_config, read_release, release_lineage, write_release
+from face_core.release.registry import URI_SCHEMES, download_release
+from plumbing.recipes import ConfigError, config_from_dict
 
 RESIZABLE = ("img_size", "num_frames")
 S4D_TRAINER_KEYS = ("loss", "steps")  # what S4D's trainer (omnivision) saves beside "model"; VideoMAE's files lack both
@@ -126,7 +126,7 @@ def _warn_left_out(extras: dict[str, torch.Tensor], path: Path) -> None:
         warnings.warn(
             f"{path}: the model returned holds no {', '.join(left)} ({sum(BLOCK_KEY.search(k) is None for k in extras)} tensors of the "
             "file, e.g. a fine-tuned classifier and its norm): they are left out; "
-            "pretrain.model.checkpoint_formats.import_state_dict(...).extras keeps them",
+            "face_core.model.checkpoint_formats.import_state_dict(...).extras keeps them",
             stacklevel=4,
         )
 
@@ -147,7 +147,7 @@ def _from_lightning(stored: dict, path: Path, overrides: dict[str, Any]) -> nn.M
             f"and state_dict keys 'model.*'; found hyper_parameters {sorted(stored['hyper_parameters'])} and "
             f"state_dict keys {sorted(stored['state_dict'])[:10]}"
         )
-    return _build(config_from_dict(values, "mae", str(path)), state, overrides, str(path))
+    return _build(config_from_dict(MAEConfig, values, str(path)), state, overrides, str(path))
 
 
 def _build(config: MAEConfig | ViTConfig, state: dict[str, torch.Tensor], overrides: dict[str, Any], source: str) -> nn.Module:
@@ -203,7 +203,7 @@ def release_checkpoint(checkpoint: str | Path, out: str | Path, with_decoder: bo
     """Write the encoder of ``checkpoint`` (with ``with_decoder``, the whole MAE) to the new folder ``out``.
 
     Returns the release folder (``model.safetensors`` + ``config.json``, which records the
-    checkpoint's lineage: :func:`pretrain.release.pretrained.release_lineage`).
+    checkpoint's lineage: :func:`face_core.release.pretrained.release_lineage`).
     """
     model = load_trained_model(checkpoint)
     lineage = release_lineage(checkpoint)

@@ -22,9 +22,9 @@ from typing import Any, TypeVar
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
+from face_core.engine.config import TrackingConfig
 from plumbing.recipes import ConfigError
 from plumbing.tracking_store import check_reachable, create_sqlite_store, read_run_record, sqlite_artifact_location, write_run_record
-from pretrain.engine.config import TrackingConfig
 
 Run = TypeVar("Run", bound=Callable[..., Any])
 

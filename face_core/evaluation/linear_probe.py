@@ -15,7 +15,7 @@ the benchmarks and by fine-tuning's identity probe (:func:`fit_multinomial`).
   previous one) and is chosen on the validation set: per AU by F1 at 0.5, for the expressions
   by UAR. Per-AU decision thresholds are chosen on the validation set too (the grid of
   :data:`THRESHOLDS`, the best F1, the lowest threshold on ties).
-* Metrics are fine-tuning's (``finetune/metrics.py``): AU F1 of the positive class (missing
+* Metrics are fine-tuning's (``face_core/evaluation/metrics.py``): AU F1 of the positive class (missing
   labels skipped; an AU with no positive label and no positive prediction scores 0), mean over
   AUs, at 0.5 (``au_f1``) and at the validation thresholds (``au_f1_valthr``); WAR = accuracy
   and UAR = mean recall over ALL classes (an absent class counts 0) over the labelled samples.
@@ -203,7 +203,7 @@ def fit_linear_probe(train: ProbeData, val: ProbeData, c_grid: Iterable[float] =
 def encode_pixels(encoder: torch.nn.Module, pixels: torch.Tensor, device: torch.device | str, batch_size: int = 256) -> torch.Tensor:
     """Pooled features ``(N, D)`` float32 on the CPU of uint8 ``pixels`` ``(N, 3, H, W)``, normalised as pretraining does.
 
-    ``encoder`` (a :class:`pretrain.model.vit.VisionTransformer`: ``forward`` pools) runs in eval
+    ``encoder`` (a :class:`face_core.model.vit.VisionTransformer`: ``forward`` pools) runs in eval
     mode; its train/eval mode is restored afterwards. Inputs are cast to its weights' dtype.
     """
     dtype = next(encoder.parameters()).dtype

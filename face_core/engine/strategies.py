@@ -22,9 +22,9 @@ from lightning.fabric.utilities.seed import reset_seed
 from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, FSDPStrategy, Strategy
 from torch import nn
 
+from face_core.engine.checkpointing import swap_in_directory
+from face_core.engine.config import TrainerConfig
 from plumbing.recipes import ConfigError
-from pretrain.engine.checkpointing import swap_in_directory
-from pretrain.engine.config import TrainerConfig
 
 
 def resolve_accelerator(trainer: TrainerConfig) -> str:

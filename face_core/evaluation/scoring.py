@@ -1,6 +1,6 @@
 """Score a released fine-tuned model on test shards: load it by folder or MLflow URI, print its metrics.
 
-The model comes back through :func:`finetune.release.load_task_model` (files downloaded and
+The model comes back through :func:`face_core.release.task.load_task_model` (files downloaded and
 checksummed, network rebuilt from config and safetensors); each test set is read once with
 :func:`data_shards.loaders.eval_loader`. Metrics: AU F1 at threshold 0.5 and at the thresholds
 chosen on validation (recorded in the release), WAR and UAR for expressions. A model trained on
@@ -20,13 +20,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from data_shards.decode import LabelMap
+from data_shards.decode import LabelMap, classes_onto
 from data_shards.loaders import LoaderConfig, eval_loader, normalize_pixels
 from data_shards.shard_sets import ShardSet, resolve_sets
-from finetune.data_module import classes_onto
-from finetune.metrics import DEFAULT_THRESHOLDS, MaskedMultilabelF1, f1_at_indices, uar, war
-from finetune.release import load_task_model
-from finetune.task_model import head_name
+from face_core.evaluation.metrics import DEFAULT_THRESHOLDS, MaskedMultilabelF1, f1_at_indices, uar, war
+from face_core.model.task_model import head_name
+from face_core.release.task import load_task_model
 from plumbing.console import interactive_console
 from plumbing.recipes import ConfigError
 
@@ -65,7 +64,7 @@ def score_modality(release: Any, shards: Sequence[str], modality: str, batch_siz
     onto = torch.tensor(mapping, dtype=torch.long) if mapping else None
     loader = eval_loader(LoaderConfig(
         shards=list(shards), modality=modality, batch_size=batch_size, img_size=encoder.img_size,
-        num_frames=encoder.num_frames, frame_stride=release.recipe.data.clip_stride, num_workers=0,
+        num_frames=encoder.num_frames, frame_stride=release.clip_stride, num_workers=0,
         pin_memory=False, rank=0, world_size=1,
     ))  # fmt: skip
     heads = {task: head_name(task, modality) for task in spec.tasks_for(modality)}
