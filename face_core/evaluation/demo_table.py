@@ -9,7 +9,9 @@
         --finetuned "fine-tuned from our MAE encoder=runs/demo/finetune" --released runs/demo/released_model_metrics.json
 
 Every row is measured on the same test split (``images-test``: subjects seen by no training
-stage) with fine-tuning's metrics: AU F1 of the positive class at probability 0.5 and at
+stage) with the same metrics, all computed by :mod:`face_core.evaluation.metrics` (by the
+linear probe for its rows, by fine-tuning's test and ``finetune score`` for theirs; this module
+only reads them): AU F1 of the positive class at probability 0.5 and at
 per-AU thresholds chosen on the validation split (mean over AUs), WAR (accuracy), UAR (mean
 recall over all classes) and identity leakage (``face_core.evaluation.identity_probe``: a linear
 classifier of who the face is, fitted on half of each test subject's samples, accuracy on the

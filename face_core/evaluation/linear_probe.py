@@ -14,11 +14,12 @@ the benchmarks and by fine-tuning's identity probe (:func:`fit_multinomial`).
 * The inverse strength C comes from a small grid (ascending, each fit warm-started from the
   previous one) and is chosen on the validation set: per AU by F1 at 0.5, for the expressions
   by UAR. Per-AU decision thresholds are chosen on the validation set too (the grid of
-  :data:`THRESHOLDS`, the best F1, the lowest threshold on ties).
-* Metrics are fine-tuning's (``face_core/evaluation/metrics.py``): AU F1 of the positive class (missing
-  labels skipped; an AU with no positive label and no positive prediction scores 0), mean over
-  AUs, at 0.5 (``au_f1``) and at the validation thresholds (``au_f1_valthr``); WAR = accuracy
-  and UAR = mean recall over ALL classes (an absent class counts 0) over the labelled samples.
+  :data:`face_core.evaluation.metrics.DEFAULT_THRESHOLDS`, the best F1, the lowest threshold on ties).
+* Every metric is computed by :mod:`face_core.evaluation.metrics`, the module fine-tuning and
+  scoring use (its plain functions on whole tensors): AU F1 of the positive class (missing labels
+  skipped; an AU with no positive label and no positive prediction scores 0), mean over AUs, at
+  0.5 (``au_f1``) and at the validation thresholds (``au_f1_valthr``); WAR = accuracy and UAR =
+  mean recall over ALL classes (an absent class counts 0) over the labelled samples.
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ import torch
 import torch.nn.functional as F
 
 from data_shards.loaders import ShardLoader, normalize_pixels
+from face_core.evaluation.metrics import DEFAULT_THRESHOLDS, au_f1, best_threshold_indices, confusion_matrix, threshold_index, uar, war
 
 C_GRID = (0.01, 0.1, 1.0)
-THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 ... 0.95, fine-tuning's grid
 LBFGS_STEPS = 200
 
 
@@ -111,28 +112,6 @@ def standardiser(train: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return train.mean(dim=0), train.std(dim=0).nan_to_num(1.0).clamp(min=1e-6)
 
 
-def au_f1_table(probs: torch.Tensor, targets: torch.Tensor, thresholds: Iterable[float] = THRESHOLDS) -> torch.Tensor:
-    """F1 of the positive class ``(len(thresholds), A)``: predicted positive when ``prob >= threshold``; NaN targets skipped."""
-    grid = torch.tensor(list(thresholds), dtype=torch.float32).view(-1, 1, 1)
-    present = ~torch.isnan(targets)
-    positive, negative = (targets == 1) & present, (targets == 0) & present
-    predicted = probs.float().unsqueeze(0) >= grid
-    tp = (predicted & positive).sum(dim=1).float()
-    fp = (predicted & negative).sum(dim=1).float()
-    fn = (~predicted & positive).sum(dim=1).float()
-    denominator = 2 * tp + fp + fn
-    return torch.where(denominator > 0, 2 * tp / denominator.clamp(min=1), torch.zeros_like(denominator))
-
-
-def class_recalls(predicted: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Recall of each class ``(classes,)`` over the labelled samples (label -1 skipped); 0 for an absent class."""
-    labelled = labels >= 0
-    truth, guess = labels[labelled], predicted[labelled]
-    support = torch.bincount(truth, minlength=num_classes).float()
-    hits = torch.bincount(truth[guess == truth], minlength=num_classes).float()
-    return hits / support.clamp(min=1)
-
-
 @dataclass
 class LinearProbe:
     """A fitted probe: standardisation, AU and expression weights, and what validation chose."""
@@ -161,15 +140,13 @@ class LinearProbe:
         if self.au_weight.shape[1]:
             probs = self.au_probs(test.features)
             aus = test.aus.float().cpu()
-            result["au_f1"] = float(au_f1_table(probs, aus, (0.5,))[0].mean())
+            result["au_f1"] = float(au_f1(probs, aus, (0.5,))[0].mean())
             decisions = (probs >= self.thresholds).float()  # 0/1 at each AU's own threshold, scored at 0.5
-            result["au_f1_valthr"] = float(au_f1_table(decisions, aus, (0.5,))[0].mean())
+            result["au_f1_valthr"] = float(au_f1(decisions, aus, (0.5,))[0].mean())
         labels = test.expression.long().cpu()
         if self.expression_weight.shape[1] and bool((labels >= 0).any()):
-            predicted = self.expressions(test.features)
-            labelled = labels >= 0
-            result["war"] = float((predicted[labelled] == labels[labelled]).float().mean())
-            result["uar"] = float(class_recalls(predicted, labels, self.expression_weight.shape[1]).mean())
+            confusion = confusion_matrix(self.expressions(test.features), labels, self.expression_weight.shape[1])
+            result["war"], result["uar"] = float(war(confusion)), float(uar(confusion))
         return result
 
 
@@ -185,14 +162,13 @@ def fit_linear_probe(train: ProbeData, val: ProbeData, c_grid: Iterable[float] =
         fits.append(fit_logistic(x_train, train.aus, train.expression, classes, c, steps, start=fits[-1] if fits else None))
     val_aus, val_labels = val.aus.float().cpu(), val.expression.long().cpu()
     # per AU: the fit with the best validation F1 at 0.5 (the smallest C on ties), then its best threshold
-    tables = torch.stack([au_f1_table(torch.sigmoid(x_val @ w[:, :num_aus] + b[:num_aus]), val_aus) for w, b in fits])  # (C, T, A)
-    at_half = THRESHOLDS.index(0.5)
-    best_c = tables[:, at_half].argmax(dim=0) if num_aus else torch.zeros(0, dtype=torch.long)
-    chosen = torch.stack([tables[best_c[j], :, j] for j in range(num_aus)], dim=1) if num_aus else torch.zeros(len(THRESHOLDS), 0)
-    thresholds = torch.tensor(THRESHOLDS)[chosen.argmax(dim=0)]
+    tables = torch.stack([au_f1(torch.sigmoid(x_val @ w[:, :num_aus] + b[:num_aus]), val_aus) for w, b in fits])  # (C, T, A)
+    best_c = tables[:, threshold_index(0.5)].argmax(dim=0) if num_aus else torch.zeros(0, dtype=torch.long)
+    chosen = torch.stack([tables[best_c[j], :, j] for j in range(num_aus)], dim=1) if num_aus else torch.zeros(len(DEFAULT_THRESHOLDS), 0)
+    thresholds = torch.tensor(DEFAULT_THRESHOLDS)[best_threshold_indices(chosen)]
     au_weight = torch.stack([fits[int(best_c[j])][0][:, j] for j in range(num_aus)], dim=1) if num_aus else torch.zeros(x_train.shape[1], 0)
     au_bias = torch.stack([fits[int(best_c[j])][1][j] for j in range(num_aus)]) if num_aus else torch.zeros(0)
-    uars = [float(class_recalls((x_val @ w[:, num_aus:] + b[num_aus:]).argmax(dim=1), val_labels, classes).mean()) if classes else 0.0
+    uars = [float(uar(confusion_matrix((x_val @ w[:, num_aus:] + b[num_aus:]).argmax(dim=1), val_labels, classes))) if classes else 0.0
             for w, b in fits]
     best_ex = max(range(len(grid)), key=lambda i: (uars[i], -i))
     return LinearProbe(mean, std, au_weight, au_bias, fits[best_ex][0][:, num_aus:], fits[best_ex][1][num_aus:], thresholds,
@@ -256,8 +232,3 @@ def read_labelled(loader: ShardLoader, max_samples: int = 0) -> LabelledPixels:
     cap = max_samples or kept
     return LabelledPixels(torch.cat(pixels)[:cap], torch.cat(aus)[:cap].float(), torch.cat(expression)[:cap].long(), len(loader.class_names),
                           torch.cat(subjects)[:cap], keys[:cap])
-
-
-def pooled_features(encoder: torch.nn.Module, loader: ShardLoader, device: torch.device | str, max_samples: int = 0) -> ProbeData:
-    """``encoder``'s pooled features and the labels of an image loader's samples (the first ``max_samples``; 0 = all)."""
-    return read_labelled(loader, max_samples).features(encoder, device)

@@ -2,8 +2,9 @@
 
 The model comes back through :func:`face_core.release.task.load_task_model` (files downloaded and
 checksummed, network rebuilt from config and safetensors); each test set is read once with
-:func:`data_shards.loaders.eval_loader`. Metrics: AU F1 at threshold 0.5 and at the thresholds
-chosen on validation (recorded in the release), WAR and UAR for expressions. A model trained on
+:func:`data_shards.loaders.eval_loader`. Metrics, computed by :mod:`face_core.evaluation.metrics`
+as fine-tuning's test computes them: AU F1 at threshold 0.5 and at the thresholds chosen on
+validation (recorded in the release), WAR and UAR for expressions. A model trained on
 a modality whose classes were mapped onto the shared vocabulary by name (``spec.class_maps``: a
 joint S4D model, AffectNet-7 images beside DFEW clips) scores that modality's test sets through
 the same mapping by name: their order may differ, and a class the model lacks is not scored
@@ -23,7 +24,7 @@ from typing import Any
 from data_shards.decode import LabelMap, classes_onto
 from data_shards.loaders import LoaderConfig, eval_loader, normalize_pixels
 from data_shards.shard_sets import ShardSet, resolve_sets
-from face_core.evaluation.metrics import DEFAULT_THRESHOLDS, MaskedMultilabelF1, f1_at_indices, uar, war
+from face_core.evaluation.metrics import MaskedMultilabelF1, f1_at_indices, nearest_threshold_indices, onto_vocabulary, uar, war
 from face_core.model.task_model import head_name
 from face_core.release.task import load_task_model
 from plumbing.console import interactive_console
@@ -64,7 +65,7 @@ def score_modality(release: Any, shards: Sequence[str], modality: str, batch_siz
     onto = torch.tensor(mapping, dtype=torch.long) if mapping else None
     loader = eval_loader(LoaderConfig(
         shards=list(shards), modality=modality, batch_size=batch_size, img_size=encoder.img_size,
-        num_frames=encoder.num_frames, frame_stride=release.clip_stride, num_workers=0,
+        num_frames=encoder.num_frames, frame_stride=release.frame_stride, num_workers=0,
         pin_memory=False, rank=0, world_size=1,
     ))  # fmt: skip
     heads = {task: head_name(task, modality) for task in spec.tasks_for(modality)}
@@ -82,7 +83,7 @@ def score_modality(release: Any, shards: Sequence[str], modality: str, batch_siz
             if confusion is not None:
                 expression = batch["expression"][valid]
                 if onto is not None:
-                    mapped = torch.where(expression >= 0, onto[expression.clamp(min=0)], expression)
+                    mapped = onto_vocabulary(expression, onto)
                     unscored += int(((expression >= 0) & (mapped < 0)).sum())
                     expression = mapped
                 confusion.update(out[heads["expression"]].argmax(dim=-1)[valid], expression)
@@ -92,9 +93,8 @@ def score_modality(release: Any, shards: Sequence[str], modality: str, batch_siz
     if f1 is not None:
         table = f1.table()
         chosen = release.au_thresholds.get(modality) or [0.5] * len(spec.au_ids)
-        indices = torch.tensor([min(range(len(DEFAULT_THRESHOLDS)), key=lambda i: abs(DEFAULT_THRESHOLDS[i] - t)) for t in chosen])
         results[f"test/au_f1_{modality}"] = table[f1.threshold_index(0.5)].mean().item()
-        results[f"test/au_f1_valthr_{modality}"] = f1_at_indices(table, indices).mean().item()
+        results[f"test/au_f1_valthr_{modality}"] = f1_at_indices(table, nearest_threshold_indices(chosen)).mean().item()
     if confusion is not None:
         matrix = confusion.compute()
         results[f"test/war_{modality}"], results[f"test/uar_{modality}"] = war(matrix).item(), uar(matrix).item()
@@ -115,7 +115,7 @@ def sample_counts(modality: str, scored: int, expected: int, skipped: dict[str, 
 
 
 def score_release(
-    path_or_uri: str, image_test: Sequence[str] = (), clip_test: Sequence[str] = (), batch_size: int = 32, tracking_uri: str | None = None
+    path_or_uri: str, *, image_test: Sequence[str] = (), clip_test: Sequence[str] = (), batch_size: int = 32, tracking_uri: str | None = None
 ) -> dict[str, float]:
     """Test metrics of a released fine-tuned model (folder or ``models:/``/``runs:/`` URI) on the given shard sets.
 

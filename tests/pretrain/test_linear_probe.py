@@ -9,14 +9,8 @@ import torch
 
 from data_shards.loaders import LoaderConfig, eval_loader, normalize_pixels
 from data_shards.synth import make_demo_shards
-from face_core.evaluation.linear_probe import (
-    ProbeData,
-    au_f1_table,
-    class_recalls,
-    fit_linear_probe,
-    fit_logistic,
-    pooled_features,
-)
+from face_core.evaluation.linear_probe import ProbeData, fit_linear_probe, fit_logistic, read_labelled
+from face_core.evaluation.metrics import au_f1
 from face_core.model.config import ViTConfig
 from face_core.model.vit import VisionTransformer
 
@@ -46,17 +40,6 @@ def test_planted_signal_is_recovered_and_noise_is_not() -> None:
     assert noise["au_f1"] < 0.7  # all-active scores 2p / (1 + p): 0.18 ... 0.67 for these prevalences
 
 
-def test_metrics_match_finetune_definitions() -> None:
-    probs = torch.tensor([[0.9, 0.2], [0.6, 0.7], [0.1, 0.4], [0.7, float("nan")]])
-    targets = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, float("nan")], [1.0, 0.0]])
-    f1 = au_f1_table(probs, targets, (0.5,))[0]
-    # AU 0: tp 2 (rows 0, 3), fp 1 (row 1), fn 1 (row 2): F1 = 4 / 6; AU 1: tp 1, nothing else (NaN label skipped)
-    torch.testing.assert_close(f1, torch.tensor([4 / 6, 1.0]))
-    assert au_f1_table(torch.zeros(3, 1), torch.zeros(3, 1), (0.5,))[0, 0] == 0  # nothing positive: 0, as fine-tuning
-    recalls = class_recalls(torch.tensor([0, 1, 1, 0, 2]), torch.tensor([0, 1, 0, -1, 1]), num_classes=4)
-    torch.testing.assert_close(recalls, torch.tensor([0.5, 0.5, 0.0, 0.0]))  # class 3 absent: recall 0, still in UAR
-
-
 def test_c_and_thresholds_come_from_validation() -> None:
     train, val = planted(300, 0, signal=0.15), planted(300, 1, signal=0.15)
     probe = fit_linear_probe(train, val, c_grid=(1.0, 0.001))  # any order: fitted ascending
@@ -68,8 +51,8 @@ def test_c_and_thresholds_come_from_validation() -> None:
     for c in (0.001, 1.0):
         weight, bias = fit_logistic((train.features - mean) / std, train.aus, train.expression, CLASSES, c)
         probs = torch.sigmoid((val.features - mean) / std @ weight[:, :AUS] + bias[:AUS])
-        alone = au_f1_table(probs, val.aus, (0.5,))[0]
-        chosen = au_f1_table(probe.au_probs(val.features), val.aus, (0.5,))[0]
+        alone = au_f1(probs, val.aus, (0.5,))[0]
+        chosen = au_f1(probe.au_probs(val.features), val.aus, (0.5,))[0]
         assert (chosen >= alone - 1e-3).all()
 
 
@@ -81,11 +64,11 @@ def test_strong_l2_shrinks_the_weights() -> None:
     assert strong.norm() < 0.1 * weak.norm()
 
 
-def test_pooled_features_of_an_encoder_on_shards(tmp_path: Path) -> None:
+def test_labelled_features_of_an_encoder_on_shards(tmp_path: Path) -> None:
     shards = make_demo_shards(str(tmp_path), images=60, clips=0, img_size=32, seed=0)
     encoder = VisionTransformer(ViTConfig(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2)).train()
     loader = eval_loader(LoaderConfig(shards=[shards["images-train"]], batch_size=16, num_workers=0, rank=0, world_size=1))
-    data = pooled_features(encoder, loader, "cpu", max_samples=20)
+    data = read_labelled(loader, max_samples=20).features(encoder, "cpu")
     assert encoder.training  # mode restored
     assert data.features.shape == (20, 32) and data.aus.shape[0] == 20 and data.num_classes == len(loader.class_names)
     assert data.aus.shape[1] == len(loader.au_ids) and data.expression.dtype == torch.long
