@@ -72,10 +72,23 @@ class StageJob(Checkpointable):
 
 
 class TrainingJob(StageJob):
-    """Base of the Lightning stages: runs ``train(callbacks)`` with a save-and-stop-on-signal callback."""
+    """Base of the Lightning stages: runs ``train(callbacks)`` with a save-and-stop-on-signal callback.
 
-    output_dir: str
-    config: Any
+    Args:
+        config: the stage's config, its trainer layout already set for the allocation.
+        max_requeues: times the job may save and requeue itself before it stops with an error.
+    """
+
+    stage = "training"  # what :meth:`describe` calls the work
+
+    def __init__(self, config: Any, max_requeues: int) -> None:
+        super().__init__(max_requeues)
+        self.config = config
+        self.output_dir = config.trainer.output_dir
+
+    def describe(self) -> str:
+        """What the job runs and where its results go."""
+        return f"{self.stage} into {self.output_dir}"
 
     def checkpoint_path(self) -> Path:
         """The run's ``last.ckpt``, which ``trainer.resume=auto`` reads."""
@@ -105,14 +118,7 @@ class TrainingJob(StageJob):
 class PretrainJob(TrainingJob):
     """MAE pretraining of one :class:`pretrain.cli.PretrainConfig` (trainer layout already set for the allocation)."""
 
-    def __init__(self, config: Any, max_requeues: int) -> None:
-        super().__init__(max_requeues)
-        self.config = config
-        self.output_dir = config.trainer.output_dir
-
-    def describe(self) -> str:
-        """What the job runs and where its results go."""
-        return f"pretraining into {self.output_dir}"
+    stage = "pretraining"
 
     def train(self, callbacks: list[Any]) -> str:
         """Run :func:`pretrain.training.run_pretraining`."""
@@ -122,14 +128,7 @@ class PretrainJob(TrainingJob):
 class FinetuneJob(TrainingJob):
     """Fine-tuning of one finetune config (one fold/seed of an array, or the whole run)."""
 
-    def __init__(self, config: Any, max_requeues: int) -> None:
-        super().__init__(max_requeues)
-        self.config = config
-        self.output_dir = config.trainer.output_dir
-
-    def describe(self) -> str:
-        """What the job runs and where its results go."""
-        return f"fine-tuning into {self.output_dir}"
+    stage = "fine-tuning"
 
     def train(self, callbacks: list[Any]) -> dict[str, Any]:
         """Run :func:`finetune.training.run_finetuning`; return its result (run folder and metrics)."""

@@ -118,23 +118,40 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(asdict(value) if is_dataclass(value) else value, default=str))
 
 
-def _submitit_command(folder: str) -> str:
-    return f"{shlex.quote(sys.executable)} -u -m submitit.core._submit {shlex.quote(folder)}"
+def sbatch_script(params: dict[str, Any], folder: str, array_size: int = 0) -> str:
+    """The sbatch script that submitit's ``SlurmExecutor`` writes for ``params`` (an array of ``array_size`` jobs if > 1).
+
+    submitit has no public call that renders its script without submitting (and its executor
+    needs ``srun`` on the machine), so the dry run writes it here from the same parameters, as
+    submitit does: one ``#SBATCH`` line per parameter (``additional_parameters`` as given), USR2
+    ``signal_delay_s`` before the end, submitit's log files in ``folder``, then ``srun`` of
+    submitit's runner.
+    """
+    logs = f"{folder}/{'%A_%a' if array_size > 1 else '%j'}_%t_log"
+    flags = {key: value for key, value in params.items() if key not in ("signal_delay_s", "array_parallelism", "additional_parameters")}
+    flags |= {"wckey": "submitit", "signal": f"USR2@{params.get('signal_delay_s', 90)}", "open-mode": "append"}
+    flags |= {"output": f"{logs}.out".replace("%t", "0"), "error": f"{logs}.err".replace("%t", "0")}
+    if array_size > 1:
+        flags["array"] = f"0-{array_size - 1}%{min(array_size, params.get('array_parallelism', 256))}"
+    flags |= params.get("additional_parameters", {})
+    lines = ["#!/bin/bash", "", "# Parameters"]
+    for key, value in sorted(flags.items()):
+        flag = f"#SBATCH --{key.replace('_', '-')}"
+        lines.append(flag if value is True else f"{flag}={shlex.quote(str(value))}")
+    srun = shlex.join(["srun", "--unbuffered", "--output", f"{logs}.out", "--error", f"{logs}.err"])
+    submitit_run = f"{shlex.quote(sys.executable)} -u -m submitit.core._submit {shlex.quote(folder)}"
+    return "\n".join([*lines, "", "# command", "export SUBMITIT_EXECUTOR=slurm", f"{srun} {submitit_run}", ""])
 
 
 def render_plan(plan: Plan) -> str:
     """The sbatch script(s) submitit would submit and every resolved config, as text (``--dry-run``)."""
     import yaml
-    from submitit.slurm.slurm import _make_sbatch_string
 
-    params = plan.sbatch()
-    if len(plan.jobs) > 1:
-        params["map_count"] = len(plan.jobs)
     parts = [f"# sbatch script ({len(plan.jobs)} job{'s' if len(plan.jobs) > 1 else ''}, folder {plan.folder})"]
-    parts.append(_make_sbatch_string(command=_submitit_command(plan.folder), folder=plan.folder, **params))
+    parts.append(sbatch_script(plan.sbatch(), plan.folder, array_size=len(plan.jobs)))
     if plan.after is not None:
         parts.append(f"# then, once every array element succeeded: {plan.after.name}")
-        parts.append(_make_sbatch_string(command=_submitit_command(plan.folder), folder=plan.folder, **plan.after_sbatch("ARRAY_JOB_ID")))
+        parts.append(sbatch_script(plan.after_sbatch("ARRAY_JOB_ID"), plan.folder))
     for planned in plan.jobs + ([plan.after] if plan.after else []):
         parts.append(f"# resolved config of {planned.name} -> {planned.output}")
         parts.append(yaml.safe_dump(_plain(planned.config), sort_keys=False).rstrip())

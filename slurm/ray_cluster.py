@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from finetune.sweep.driver import run_sweep
+from finetune.sweep.driver import SweepSettings, run_sweep
 from plumbing.files import write_text_atomic
 from slurm.jobs import announce
 
@@ -122,13 +122,17 @@ class RaySweepJob:
     """The submitit callable of ``python -m slurm submit sweep``: a Ray cluster on the allocation, then a sweep.
 
     Args:
-        sweep_args: keyword arguments of :func:`finetune.sweep.driver.run_sweep` except ``address``.
+        config_path: the fine-tuning recipe, read on the head node.
+        settings: the sweep's settings; its Ray address is the cluster's, set on the head node.
+        overrides: ``--key value`` overrides of the recipe.
         gpus_per_node: GPUs each Ray node offers.
         join_timeout_s: how long the head waits for every node to join.
     """
 
-    def __init__(self, sweep_args: dict[str, Any], gpus_per_node: int, join_timeout_s: float = 180.0) -> None:
-        self.sweep_args = sweep_args
+    def __init__(self, config_path: str, settings: SweepSettings, overrides: list[str], gpus_per_node: int, join_timeout_s: float = 180.0) -> None:
+        self.config_path = config_path
+        self.settings = settings
+        self.overrides = overrides
         self.gpus_per_node = gpus_per_node
         self.join_timeout_s = join_timeout_s
 
@@ -173,7 +177,8 @@ class RaySweepJob:
             wait_for_port(node_ip, port, self.join_timeout_s)
             alive = wait_for_nodes(address, num_nodes, self.join_timeout_s)
             print(f"Ray cluster {address}: {alive} nodes; sweeping", file=sys.stderr, flush=True)
-            outcome = run_sweep(address=address, **self.sweep_args)
+            settings = dataclasses.replace(self.settings, resources=dataclasses.replace(self.settings.resources, address=address))
+            outcome = run_sweep(self.config_path, settings, self.overrides)
         finally:
             done.touch()
             deadline = time.monotonic() + 90

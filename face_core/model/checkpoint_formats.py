@@ -43,7 +43,6 @@ from face_core.model.config import VIT_SIZES, MAEConfig, ViTConfig
 from face_core.model.mae import MaskedAutoencoder
 from face_core.model.pos_embed import resize_table, videomae_sinusoid
 from face_core.model.vit import VisionTransformer
-from plumbing.files import atomic_path
 
 StateDict = dict[str, torch.Tensor]
 MAE_REQUIRED = ("cls_token", "pos_embed", "patch_embed.proj.weight", "blocks.0.attn.qkv.weight")
@@ -400,9 +399,3 @@ def export_mae_state_dict(model: MaskedAutoencoder | VisionTransformer) -> State
     out.update({k: v.clone() for k, v in decoder.items()})
     return out
 
-
-def save_mae_checkpoint(model: MaskedAutoencoder | VisionTransformer, path: str | Path) -> Path:
-    """Write ``{"model": export_mae_state_dict(model)}`` as a ``.pth`` file, atomically."""
-    with atomic_path(path) as partial:
-        torch.save({"model": export_mae_state_dict(model)}, partial)
-    return Path(path)

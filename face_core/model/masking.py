@@ -77,13 +77,3 @@ def keep_all(mask: torch.Tensor) -> MaskPlan:
     ids = torch.arange(mask.shape[1], device=mask.device).expand(mask.shape[0], -1)
     return MaskPlan(ids, ids, mask)
 
-
-def plan_from_mask(mask: torch.Tensor) -> MaskPlan:
-    """The plan of a given boolean mask (B, L), True = removed, with the same count per sample
-    (as VideoMAE's mask generators produce); kept tokens stay in token order."""
-    counts = mask.sum(dim=1)
-    if counts.numel() and not torch.all(counts == counts[0]):
-        raise ValueError("every sample must remove the same number of tokens")
-    ids_shuffle = torch.argsort(mask.to(torch.int8), dim=1, stable=True)
-    keep = mask.shape[1] - int(counts[0]) if counts.numel() else 0
-    return MaskPlan(ids_shuffle[:, :keep], torch.argsort(ids_shuffle, dim=1), mask.float())

@@ -53,6 +53,25 @@ class SweepOutcome:
     pruned: int
 
 
+@dataclass(frozen=True)
+class SweepRun:
+    """The sweep under way: what it optimises, where it writes and its MLflow run.
+
+    Args:
+        metric: the optimised validation metric.
+        mode: ``max`` or ``min``.
+        folder: the sweep folder.
+        tracking_uri: the MLflow store of the sweep's run and its trials.
+        parent_run_id: the sweep's MLflow run, parent of the trials' runs.
+    """
+
+    metric: str
+    mode: str
+    folder: Path
+    tracking_uri: str
+    parent_run_id: str
+
+
 def open_sweep_run(client: Any, config: FinetuneConfig, folder: Path, space_path: Path, num_samples: int, metric: str, mode: str, kind: str) -> str:
     """Create the sweep's MLflow run (the trials' parent) with the sweep's settings; return its id."""
     experiment = client.get_experiment_by_name(config.tracking.experiment)
@@ -70,10 +89,11 @@ def open_sweep_run(client: Any, config: FinetuneConfig, folder: Path, space_path
     return run.info.run_id
 
 
-def write_best(results: Any, config: FinetuneConfig, metric: str, mode: str, folder: Path, tracking_uri: str, parent: str) -> SweepOutcome:
+def write_best(results: Any, config: FinetuneConfig, run: SweepRun) -> SweepOutcome:
     """Pick the best trial (best value at any validation) and write its recipe, checkpoint and summary."""
     import yaml
 
+    metric, mode, folder = run.metric, run.mode, run.folder
     errors = [result.error for result in results if result.error is not None]
     if len(errors) == len(results):
         raise RuntimeError(f"every trial of the sweep failed; the first error: {errors[0]!r}")
@@ -95,8 +115,8 @@ def write_best(results: Any, config: FinetuneConfig, metric: str, mode: str, fol
     iterations = [int(r.metrics.get("training_iteration", 0)) for r in results if r.metrics]
     outcome = SweepOutcome(
         folder=folder, metric=metric, mode=mode, best_value=best_value, best_params=params,
-        best_config=best_config, best_checkpoint=best_checkpoint, parent_run_id=parent,
-        tracking_uri=tracking_uri, trials=len(results), pruned=sum(i < config.trainer.max_epochs for i in iterations),
+        best_config=best_config, best_checkpoint=best_checkpoint, parent_run_id=run.parent_run_id,
+        tracking_uri=run.tracking_uri, trials=len(results), pruned=sum(i < config.trainer.max_epochs for i in iterations),
     )  # fmt: skip
     summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(outcome).items()}
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")

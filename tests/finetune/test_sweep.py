@@ -17,6 +17,7 @@ import pytest
 from finetune_demo import TINY, demo_overrides
 
 from finetune.cli import fit
+from finetune.sweep.driver import SweepResources, SweepSettings, run_sweep
 from plumbing.recipes import ConfigError, load_recipe
 
 MAX_EPOCHS = 2  # ASHA rungs at 1 and 2 validation rounds
@@ -38,11 +39,14 @@ def write_space(folder: Path, text: str) -> Path:
     return path
 
 
+def one_trial(space: Path) -> SweepSettings:
+    """Settings of a one-sample sweep of ``space`` on a Ray of 2 CPUs started in this process."""
+    return SweepSettings(space, num_samples=1, resources=SweepResources(num_cpus=2))
+
+
 @pytest.mark.slow
 def test_local_asha_sweep_prunes_and_leaves_child_runs(demo: dict[str, str], tmp_path: Path) -> None:
     from mlflow import MlflowClient
-
-    from finetune.sweep.driver import run_sweep
 
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -54,9 +58,8 @@ parameters:
   iat.strength: {choice: [0.0]}
 """)
     started = time.monotonic()
-    outcome = run_sweep(
-        TINY, space, num_samples=1, num_cpus=2, cpus_per_trial=1, max_concurrent_trials=2, output_dir=tmp_path / "sweep", overrides=overrides
-    )
+    resources = SweepResources(num_cpus=2, cpus_per_trial=1, max_concurrent_trials=2)
+    outcome = run_sweep(TINY, SweepSettings(space, num_samples=1, output_dir=tmp_path / "sweep", resources=resources), overrides)
     print(f"4-trial sweep took {time.monotonic() - started:.1f} s; {outcome.pruned} pruned; best {outcome.best_value:.4f}")
 
     assert outcome.trials == 4 and outcome.metric == "val/au_f1_valthr_image" and outcome.mode == "max"
@@ -82,18 +85,16 @@ parameters:
 def test_a_bad_sweep_is_refused_before_ray_starts(demo: dict[str, str], tmp_path: Path) -> None:
     import ray
 
-    from finetune.sweep.driver import run_sweep
-
     overrides = tiny_overrides(demo, tmp_path, f"sqlite:///{tmp_path / 'mlflow.db'}")
     unknown = write_space(tmp_path, "parameters:\n  optim.learning_rate: {choice: [0.1]}\n")
     with pytest.raises(ConfigError, match="'optim.learning_rate'"):
-        run_sweep(TINY, unknown, num_samples=1, num_cpus=2, overrides=overrides)
+        run_sweep(TINY, one_trial(unknown), overrides)
     impossible = write_space(tmp_path, "parameters:\n  model.moae.top_k: {choice: [5]}\n")
     with pytest.raises(ConfigError, match="model.moae.top_k=5"):
-        run_sweep(TINY, impossible, num_samples=1, num_cpus=2, overrides=overrides)
+        run_sweep(TINY, one_trial(impossible), overrides)
     on_test = write_space(tmp_path, "metric: test/au_f1_image\nparameters:\n  iat.strength: {choice: [0.0]}\n")
     with pytest.raises(ConfigError, match="must be a validation metric"):
-        run_sweep(TINY, on_test, num_samples=1, num_cpus=2, overrides=overrides)
+        run_sweep(TINY, one_trial(on_test), overrides)
     assert not ray.is_initialized()
 
 
@@ -102,12 +103,10 @@ def test_a_down_tracking_server_is_reported_before_any_trial(demo: dict[str, str
 
     import ray
 
-    from finetune.sweep.driver import run_sweep
-
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
     space = write_space(tmp_path, "parameters:\n  iat.strength: {choice: [0.0]}\n")
     with pytest.raises(ConfigError, match=f"MLflow tracking server {dead} is unreachable"):
-        run_sweep(TINY, space, num_samples=1, num_cpus=2, overrides=tiny_overrides(demo, tmp_path, dead))
+        run_sweep(TINY, one_trial(space), tiny_overrides(demo, tmp_path, dead))
     assert not ray.is_initialized()

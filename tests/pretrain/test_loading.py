@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from face_core.model.checkpoint_formats import save_mae_checkpoint
+from face_core.model.checkpoint_formats import export_mae_state_dict
 from face_core.model.config import MAEConfig, ViTConfig
 from face_core.model.mae import MaskedAutoencoder
 from face_core.model.vit import VisionTransformer
@@ -133,7 +133,9 @@ def test_public_mae_file_and_encoder_only_choice(tmp_path: Path) -> None:
     from face_core import load_model
 
     model = trained_mae().eval()
-    full = save_mae_checkpoint(model, tmp_path / "mae_full.pth")
+    full, encoder = tmp_path / "mae_full.pth", tmp_path / "mae_encoder.pth"
+    torch.save({"model": export_mae_state_dict(model)}, full)  # the public MAE layout
+    torch.save({"model": export_mae_state_dict(model.encoder)}, encoder)
     loaded = load_model(full, config=CONFIG)
     assert isinstance(loaded, MaskedAutoencoder)
     image = torch.randn(2, 3, 32, 32)
@@ -145,7 +147,6 @@ def test_public_mae_file_and_encoder_only_choice(tmp_path: Path) -> None:
     # only lower the loss on a repeat-padded image target
     torch.testing.assert_close(pred, ref_pred.reshape(2, 16, 2, -1).mean(2).repeat(1, 1, 2), atol=1e-5, rtol=1e-5)
     assert loss <= ref_loss
-    encoder = save_mae_checkpoint(model.encoder, tmp_path / "mae_encoder.pth")
     assert isinstance(load_model(encoder, config=ENCODER), VisionTransformer)
     assert isinstance(load_model(full, config=CONFIG, encoder_only=True), VisionTransformer)
 

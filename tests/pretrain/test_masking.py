@@ -50,13 +50,3 @@ def test_keep_all_sees_every_token_but_keeps_the_mask() -> None:
     plan = keep_all(mask)
     assert plan.ids_keep.shape == (2, 10) and torch.equal(plan.mask, mask)
 
-
-def test_plan_from_a_given_boolean_mask() -> None:
-    from face_core.model.masking import plan_from_mask
-
-    mask = torch.tensor([[True, False, True, False], [False, False, True, True]])
-    plan = plan_from_mask(mask)
-    assert plan.ids_keep.tolist() == [[1, 3], [0, 1]]
-    assert torch.equal(plan.mask, mask.float())
-    order = torch.argsort(plan.ids_restore, dim=1)
-    assert torch.equal(order[:, :2], plan.ids_keep)
