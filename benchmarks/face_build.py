@@ -78,7 +78,7 @@ def measured(work: Callable[[], BuildReport]) -> tuple[BuildReport, float, float
 def build_row(name: str, media: Path, out: Path, modality: str, faces: str, config: BuildConfig, face: FaceConfig) -> None:
     """Build one set and print its row: inputs, samples, wall and per-CPU-second rates."""
     shutil.rmtree(out, ignore_errors=True)
-    source = folder_source(str(media), modality, "bench", False)
+    source = folder_source(str(media), modality, "bench", subject_from_folder=False)
     inputs = sum(1 for _ in source.items())
     report, wall, cpu = measured(lambda: build_shards(source, str(out), modality, config, faces=faces, face=face))
     counts = read_manifest(out).counts

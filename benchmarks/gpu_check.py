@@ -51,6 +51,7 @@ import lightning.pytorch as pl
 import torch
 
 from data_shards.loaders import LoaderConfig, train_loader
+from data_shards.sections import ImageSection
 from data_shards.synth import make_demo_shards
 from face_core.engine.config import OptimConfig, TrackingConfig, TrainerConfig
 from face_core.engine.training_metrics import peak_flops
@@ -119,7 +120,7 @@ def environment(device: torch.device) -> dict[str, Any]:
     return info
 
 
-def mae_config(size: str, smoke: bool) -> MAEConfig:
+def mae_config(size: str, *, smoke: bool) -> MAEConfig:
     """The MAE of a step case: 224 px, 16 frames, the MAE decoder (512 x 8); tiny sizes in smoke mode."""
     if smoke:
         encoder = ViTConfig.preset("tiny", img_size=32, patch_size=16, num_frames=4, depth=2)
@@ -206,7 +207,7 @@ def measure_steps(check: Check, device: torch.device) -> dict[str, Any]:
     results: dict[str, Any] = {}
     warmup, steps = (1, 2) if check.smoke else (3, 10)
     for size, modality, batch in STEP_CASES:
-        config = mae_config(size, check.smoke)
+        config = mae_config(size, smoke=check.smoke)
         batch = 2 if check.smoke else batch
         model = MaskedAutoencoder(config).to(device)
         x = batch_of(config, modality, batch, device)
@@ -229,7 +230,7 @@ def measure_steps(check: Check, device: torch.device) -> dict[str, Any]:
             results[f"{size}/{modality}/compiled"] = {"skipped": f"time budget ({check.left():.0f} s left)"}
             continue
         batch = next(b for s, m, b in STEP_CASES if (s, m) == (size, modality))
-        config = mae_config(size, False)
+        config = mae_config(size, smoke=False)
         model = MaskedAutoencoder(config).to(device)
         compiled = torch.compile(model)
         x = batch_of(config, modality, batch, device)
@@ -250,7 +251,7 @@ def measure_steps(check: Check, device: torch.device) -> dict[str, Any]:
 
 def attention_backend(check: Check, device: torch.device) -> dict[str, Any]:
     """Section 2: the kernels of one encoder forward, and the SDPA backend they show."""
-    config = mae_config("large", check.smoke)
+    config = mae_config("large", smoke=check.smoke)
     model = MaskedAutoencoder(config).to(device).eval()
     x = batch_of(config, "image", 2 if check.smoke else 32, device)
     activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else [])
@@ -272,7 +273,7 @@ def largest_batch(check: Check, device: torch.device) -> dict[str, Any]:
     """Section 3: the largest ViT-L image MAE batch whose training step fits (doubling, then bisection)."""
     if device.type != "cuda":
         return {"skipped": "needs CUDA memory"}
-    config = mae_config("large", False)
+    config = mae_config("large", smoke=False)
     model = MaskedAutoencoder(config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
 
@@ -338,7 +339,7 @@ class RepeatedBatch:
 def strategies(check: Check, device: torch.device, raw: dict[str, Any]) -> dict[str, Any]:
     """Section 4: the ViT-B image step through the pretraining entry point with DDP, FSDP and DeepSpeed."""
     smoke = check.smoke
-    config = mae_config("base", smoke)
+    config = mae_config("base", smoke=smoke)
     batch = 2 if smoke else next(b for s, m, b in STEP_CASES if (s, m) == ("base", "image"))
     steps = 3 if smoke else 40
     kinds = ["ddp"] if device.type == "cpu" else ["ddp", "fsdp", "deepspeed_stage_2"]
@@ -360,7 +361,7 @@ def strategies(check: Check, device: torch.device, raw: dict[str, Any]) -> dict[
                 log_every_n_steps=max(1, steps // 4), image_log_every_n_steps=0, checkpoint_every_n_steps=10_000, resume="never",
             )  # fmt: skip
             run = PretrainConfig(
-                model=config, data=PretrainDataConfig(image_shards=["synthetic"], image_batch_size=batch), optim=OptimConfig(),
+                model=config, data=PretrainDataConfig(images=ImageSection(train=["synthetic"], batch_size=batch)), optim=OptimConfig(),
                 trainer=trainer, tracking=TrackingConfig(enabled=False),
             )  # fmt: skip
             pl.seed_everything(0, verbose=False)
@@ -380,7 +381,7 @@ def strategies(check: Check, device: torch.device, raw: dict[str, Any]) -> dict[
 
 def finetune_sync(check: Check, device: torch.device) -> dict[str, Any]:
     """Section 5: host syncs per fine-tuning step of the task model with MoAE (dispatch by device) and IAT."""
-    encoder = mae_config("base", check.smoke).encoder
+    encoder = mae_config("base", smoke=check.smoke).encoder
     config = FinetuneConfig()
     config.model.moae = MoAEConfig(top_blocks=2, num_experts=4, top_k=2)
     config.iat.strength = 1.0
@@ -465,13 +466,13 @@ def entry_points(check: Check, device: torch.device) -> dict[str, Any]:
                   "--trainer.max_steps", str(steps), "--trainer.log_every_n_steps", "2", "--tracking.enabled", "false", "--trainer.resume", "never"]
         pretrain_dir = work / "pretrain"
         run_command(["-m", "pretrain", "fit", "--config", "configs/pretrain/tiny.yaml", *common, "--trainer.output_dir", str(pretrain_dir),
-                     "--data.image_shards", f"[{shards / 'images-train' / 'manifest.json'}]",
-                     "--data.clip_shards", f"[{shards / 'clips-train' / 'manifest.json'}]"], ROOT, 600)
+                     "--data.images.train", f"[{shards / 'images-train' / 'manifest.json'}]",
+                     "--data.clips.train", f"[{shards / 'clips-train' / 'manifest.json'}]"], ROOT, 600)
         finetune_dir = work / "finetune"
         data = []
         for modality in ("image", "clip"):
             for split in ("train", "val", "test"):
-                data += [f"--data.{modality}_{split}", f"[{shards / f'{modality}s-{split}' / 'manifest.json'}]"]
+                data += [f"--data.{modality}s.{split}", f"[{shards / f'{modality}s-{split}' / 'manifest.json'}]"]
         run_command(["-m", "finetune", "fit", "--config", "configs/finetune/tiny.yaml", *common, "--trainer.output_dir", str(finetune_dir),
                      "--model.init", str(pretrain_dir / "checkpoints" / "last.ckpt"), *data, "--data.samples_per_epoch", "256"], ROOT, 600)
         result = {}

@@ -69,7 +69,7 @@ def ensure_encoder(init: str, sets: dict[str, str], out: Path) -> str:
 
     run = out / "pretrain"
     print(f"[iat_moae] {init} not found: pretraining the tiny encoder into {run}", flush=True)
-    overrides = ["--data.image_shards", f"[{sets['images-pretrain']}]", "--trainer.output_dir", str(run),
+    overrides = ["--data.images.train", f"[{sets['images-pretrain']}]", "--trainer.output_dir", str(run),
                  "--tracking.tracking_uri", f"sqlite:///{out.resolve() / 'mlflow.db'}"]
     run_pretraining(PretrainConfig(**load_recipe(fit, str(ROOT / "configs/pretrain/tiny.yaml"), overrides)))
     return str(run / "checkpoints" / "last.ckpt")
@@ -84,8 +84,8 @@ def finetune_config(sets: dict[str, str], init: str, out: Path, name: str, seed:
     overrides = [
         "--model.init", init,
         "--iat.strength", str(args.iat if iat else 0.0), "--iat.schedule", args.schedule, "--model.moae.top_blocks", "2" if moae else "0",
-        "--data.image_train", f"[{sets['images-train']}]", "--data.image_val", f"[{sets['images-val']}]",
-        "--data.image_test", f"[{sets['images-test']}]", "--data.num_workers", "0", "--trainer.seed", str(seed),
+        "--data.images.train", f"[{sets['images-train']}]", "--data.images.val", f"[{sets['images-val']}]",
+        "--data.images.test", f"[{sets['images-test']}]", "--data.num_workers", "0", "--trainer.seed", str(seed),
         "--trainer.output_dir", str(out / "runs" / f"{name.replace(' ', '').replace('+', '_')}-seed{seed}"),
         "--trainer.resume", "never", "--tracking.tracking_uri", f"sqlite:///{out.resolve() / 'mlflow.db'}",
         "--tracking.experiment", "iat-moae-benchmark", "--tracking.run_name", f"{name} seed {seed}",

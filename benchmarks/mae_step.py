@@ -66,7 +66,7 @@ def matmul_gflops() -> float:
     return 10 * 2 * 1024**3 / (time.perf_counter() - start) / 1e9
 
 
-def make_step(model: MaskedAutoencoder, batch: torch.Tensor, encode_all: bool, device: torch.device) -> Callable[[], float]:
+def make_step(model: MaskedAutoencoder, batch: torch.Tensor, *, encode_all: bool, device: torch.device) -> Callable[[], float]:
     """One optimiser step on ``batch``, returning the seconds of its forward+backward part;
     ``encode_all`` runs every token through the encoder."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
@@ -139,7 +139,7 @@ def main() -> None:
         model = MaskedAutoencoder(config).to(device).train()
         shape = (args.batch, 3, args.img_size, args.img_size) if args.modality == "image" else (args.batch, 3, args.frames, args.img_size, args.img_size)
         batch = torch.randn(shape, device=device)
-        steps = {"mae": make_step(model, batch, False, device), "all": make_step(model, batch, True, device)}
+        steps = {"mae": make_step(model, batch, encode_all=False, device=device), "all": make_step(model, batch, encode_all=True, device=device)}
         seconds = time_interleaved(steps, device, args.warmup, args.steps)
         masked_rate, full_rate = args.batch / seconds["mae"].wall, args.batch / seconds["all"].wall
         cpu_speedup = f"{seconds['all'].cpu / seconds['mae'].cpu:>16.2f}x" if device.type == "cpu" else f"{'-':>17}"

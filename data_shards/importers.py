@@ -212,7 +212,7 @@ def open_source(
     if layout == "folder":
         if labels:
             return label_file_source(media, labels, source_name, au_ids, class_names)
-        return folder_source(media, modality, source_name, subject_from_folder)
+        return folder_source(media, modality, source_name, subject_from_folder=subject_from_folder)
     if layout in FMAE_DATASETS:
         return fmae_source(media, labels, layout, source_name)
     if layout == "rafdb":

@@ -5,6 +5,7 @@ batches (see docs/architecture.md), ``len()`` is the batches per epoch on this r
 every rank, for evaluation too: padded with ``valid = False`` rows), ``set_epoch(epoch)`` reseeds, ``skipped`` counts corrupt samples and
 truncated shards, and ``state_dict()``/``load_state_dict()`` resume mid-epoch without re-reading
 what was consumed. Pixels arrive as uint8; :func:`normalize_pixels` normalises on the device.
+:func:`loader_config` is the loader config of a recipe's data section (:mod:`data_shards.sections`).
 Shards are read by webdataset pipelines (:mod:`data_shards.sample_streams`). Data that cannot
 train at all (no readable shard, no usable sample) ends the iteration with one ConfigError that
 names the shard sets, raised here in the main process.
@@ -21,6 +22,7 @@ import torch
 
 from data_shards.decode import LabelMap, ViewConfig, ViewOptions
 from data_shards.sample_streams import Batch, EvalStream, SampleFilter, StreamFailure, TrainStream, eval_batch_plan
+from data_shards.sections import ClipSection, ImageSection
 from data_shards.shard_sets import ShardSet, resolve_sets
 from data_shards.tar_samples import SkipCounter
 from plumbing.recipes import ConfigError, validate
@@ -97,6 +99,23 @@ class LoaderConfig:
         if not 0.0 <= self.hflip <= 1.0:
             found.append(("hflip", "is a probability in [0, 1]"))
         return found
+
+
+def loader_config(section: ImageSection, *, img_size: int, num_frames: int, seed: int, **stage: Any) -> LoaderConfig:
+    """The loader of ``section``'s training shards: its batch, augmentation and views, the encoder's input size.
+
+    ``stage`` sets the loader fields a stage decides itself (``num_workers``, ``shuffle_buffer``,
+    ``samples_per_epoch``, ``rank``, ``world_size``). Evaluation loaders are this loader with other
+    ``shards`` and ``view_options`` (they neither augment nor repeat).
+    """
+    augment, clip = section.augment, isinstance(section, ClipSection)
+    return LoaderConfig(
+        shards=list(section.train), weights=list(section.weights), modality=section.modality,  # type: ignore[arg-type]
+        batch_size=section.batch_size, img_size=img_size, num_frames=num_frames,
+        frame_stride=section.frame_stride if clip else 1,
+        crop_scale=tuple(augment.crop_scale), crop_ratio=tuple(augment.crop_ratio), hflip=augment.hflip,  # type: ignore[arg-type]
+        seed=seed, view_options=ViewOptions(augment.interpolation, augment.rand_augment, section.repeats if clip else 1), **stage,
+    )
 
 
 def rank_and_world(config: LoaderConfig) -> tuple[int, int]:

@@ -137,7 +137,7 @@ def walk_media(root: str, modality: str, skips: SkipLog | None = None) -> Iterat
             yield relative
 
 
-def folder_source(root: str, modality: str, source_name: str, subject_from_folder: bool) -> Source:
+def folder_source(root: str, modality: str, source_name: str, *, subject_from_folder: bool) -> Source:
     """Every image (or clip) under ``root``, unlabelled; optionally the parent folder is the subject."""
 
     def read(skips: SkipLog) -> Iterator[SourceItem]:

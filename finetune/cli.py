@@ -61,12 +61,12 @@ def evaluate(run_dir: str, checkpoint: str = "best", image_test: list[str] | Non
     Args:
         run_dir: the run folder written by ``fit`` (holds ``config.json`` and ``checkpoints/``).
         checkpoint: ``best`` (selected on validation), ``last``, or a checkpoint path.
-        image_test: image shard sets to test on instead of the recipe's ``data.image_test``.
-        clip_test: clip shard sets to test on instead of the recipe's ``data.clip_test``.
+        image_test: image shard sets to test on instead of the recipe's ``data.images.test``.
+        clip_test: clip shard sets to test on instead of the recipe's ``data.clips.test``.
     """
     from finetune.training import evaluate_run
 
-    results = evaluate_run(run_dir, checkpoint, image_test, clip_test)
+    results = evaluate_run(run_dir, checkpoint=checkpoint, image_test=image_test, clip_test=clip_test)
     print(json.dumps(results, indent=1))
     return results
 
@@ -88,7 +88,7 @@ def folds(
 ) -> str:
     """Subject-exclusive k-fold fine-tuning of one recipe, each fold once per seed; returns the summary file.
 
-    The subjects of ``data.image_train`` / ``data.clip_train`` are split by the published
+    The subjects of ``data.images.train`` / ``data.clips.train`` are split by the published
     partition of their dataset (BP4D and DISFA: 3 folds, BP4D+: 4) or dealt at random into
     ``k`` folds; fold ``i`` tests on fold ``i``'s subjects and selects its model on validation
     subjects carved out of the others. Each fold runs in ``<trainer.output_dir>/fold<i>`` (one
@@ -107,7 +107,7 @@ def folds(
         model: the pretrained encoder to start from, MoAE, freezing.
         tasks: AU detection and/or expression recognition, loss options.
         iat: identity-adversarial training.
-        data: the pooled shard sets (``*_train``) that the folds split by subject.
+        data: the pooled shard sets (``images.train``, ``clips.train``) that the folds split by subject.
         optim: AdamW, layer-wise lr decay, warmup and cosine.
         trainer: devices, strategy, precision, duration, checkpoints.
         tracking: MLflow tracking.
@@ -116,7 +116,7 @@ def folds(
     config = FinetuneConfig(model, tasks, iat, data, optim, trainer, tracking, eval)
     from finetune.folds import run_folds
 
-    return str(run_folds(config, k, val_fraction, only or [], partition, seeds or []))
+    return str(run_folds(config, k=k, val_fraction=val_fraction, only=only or [], partition=partition, seeds=seeds or []))
 
 
 def sweep(
@@ -165,13 +165,14 @@ def sweep(
     """
     if not search_space:
         raise ConfigError("--search_space: give the sweep file, e.g. --search_space configs/sweeps/tiny.yaml")
-    from finetune.sweep.driver import sweep_recipe
+    from finetune.sweep.driver import SweepResources, SweepSettings, sweep_recipe
 
-    config = FinetuneConfig(model, tasks, iat, data, optim, trainer, tracking, eval)
-    outcome = sweep_recipe(
-        config, search_space, num_samples, address or None, num_cpus or None, cpus_per_trial, gpus_per_trial,
-        max_concurrent_trials, sweep_dir or None, scheduler or None,
+    resources = SweepResources(
+        address=address or None, num_cpus=num_cpus or None, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
+        max_concurrent_trials=max_concurrent_trials,
     )  # fmt: skip
+    settings = SweepSettings(search_space, num_samples, output_dir=sweep_dir or None, scheduler=scheduler or None, resources=resources)
+    outcome = sweep_recipe(FinetuneConfig(model, tasks, iat, data, optim, trainer, tracking, eval), settings)
     return str(outcome.best_checkpoint)
 
 
@@ -212,6 +213,6 @@ def score(
     """
     from face_core.evaluation.scoring import score_release
 
-    results = score_release(model, image_test or [], clip_test or [], batch_size, tracking_uri or None)
+    results = score_release(model, image_test=image_test or [], clip_test=clip_test or [], batch_size=batch_size, tracking_uri=tracking_uri or None)
     print(json.dumps({"model": model, **results}, indent=2))
     return results

@@ -9,14 +9,17 @@ Recipes live under ``configs/finetune/``; a test loads every one.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
+from data_shards.sections import AugmentConfig, ClipSection, DataSections, ImageSection
 from face_core.engine.config import OptimConfig, TrackingConfig, TrainerConfig
 from face_core.model.config import TaskModelConfig
 from plumbing.recipes import Problems
 
 Task = Literal["au", "expression"]
+Split = Literal["train", "val", "test"]
 DEFAULT_TRAINER = TrainerConfig(output_dir="runs/finetune", max_epochs=20)
 DEFAULT_TRACKING = TrackingConfig(experiment="face-finetune")
 
@@ -89,82 +92,76 @@ class IATConfig:
         return found
 
 
-@dataclass
-class AugmentConfig:
-    """Training augmentation of one modality; the defaults are timm's ``create_transform`` as the references call it.
+def timm_augment() -> AugmentConfig:
+    """The references' image augmentation, timm's ``create_transform`` as they call it.
 
     Random resized crop (bicubic, scale (0.08, 1)), flip, RandAugment ``rand-m9-mstd0.5-inc1``
     and random erasing 0.25 (per-pixel normal noise on the normalised pixels, on the device).
-    A clip gets one crop box, one flip, one RandAugment draw and one erased box for all its
-    frames (VideoMAE/S4D). With ``rand_augment`` empty the loader stays on uint8 tensors (fast).
-
-    Args:
-        crop_scale: min and max area fraction of the random resized crop; (1, 1) = resize only.
-        crop_ratio: min and max aspect ratio of the crop.
-        interpolation: ``bicubic`` (timm's training transform) or ``bilinear`` (VideoMAE's clip crops).
-        hflip: horizontal flip probability.
-        rand_augment: timm RandAugment config (``rand-m9-mstd0.5-inc1``); empty = off.
-        random_erase: probability of erasing one random box of a sample (timm ``RandomErasing``, mode pixel); 0 = off.
     """
-
-    crop_scale: tuple[float, float] = (0.08, 1.0)
-    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    interpolation: Literal["bilinear", "bicubic"] = "bicubic"
-    hflip: float = 0.5
-    rand_augment: str = "rand-m9-mstd0.5-inc1"
-    random_erase: float = 0.25
-
-    def problems(self) -> Problems:
-        """Impossible settings as (field, reason) pairs."""
-        found: Problems = []
-        low, high = self.crop_scale
-        if not 0.0 < low <= high <= 1.0:
-            found.append(("crop_scale", "needs 0 < min <= max <= 1"))
-        if not 0.0 < self.crop_ratio[0] <= self.crop_ratio[1]:
-            found.append(("crop_ratio", "needs 0 < min <= max"))
-        for name in ("hflip", "random_erase"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                found.append((name, "is a probability in [0, 1]"))
-        if self.rand_augment and not self.rand_augment.startswith("rand"):
-            found.append(("rand_augment", "must be a timm RandAugment config such as 'rand-m9-mstd0.5-inc1', or empty"))
-        return found
+    return AugmentConfig(crop_scale=(0.08, 1.0), interpolation="bicubic", rand_augment="rand-m9-mstd0.5-inc1", random_erase=0.25)
 
 
-def _clip_augment() -> AugmentConfig:
-    """VideoMAE/S4D's clip augmentation: bilinear crops, ``rand-m7-n4-mstd0.5-inc1``."""
-    return AugmentConfig(interpolation="bilinear", rand_augment="rand-m7-n4-mstd0.5-inc1")
+def videomae_augment() -> AugmentConfig:
+    """VideoMAE/S4D's clip augmentation: as :func:`timm_augment`, with bilinear crops and ``rand-m7-n4-mstd0.5-inc1``."""
+    return dataclasses.replace(timm_augment(), interpolation="bilinear", rand_augment="rand-m7-n4-mstd0.5-inc1")
 
 
 @dataclass
-class FinetuneDataConfig:
-    """Labelled shard sets (manifest paths or brace patterns) per split and modality, epoch make-up and augmentation.
+class LabelledSplits:
+    """What fine-tuning adds to a modality's training shards: its labelled evaluation splits and class balancing.
 
-    An epoch holds ``image_passes`` passes over the image training set and ``clip_passes`` over
+    Args:
+        val: shard sets for validation (model selection, AU thresholds).
+        test: shard sets for the final test; empty = no test.
+        class_balanced: draw the expression classes equally often in training (by manifest counts;
+            samples without an expression label are dropped).
+    """
+
+    val: list[str] = field(default_factory=list)
+    test: list[str] = field(default_factory=list)
+    class_balanced: bool = False
+
+
+@dataclass
+class FinetuneImages(ImageSection, LabelledSplits):
+    """Labelled images per split; training augmentation as timm's ``create_transform`` (FMAE-IAT).
+
+    Args:
+        batch_size: images per device per step.
+        augment: augmentation of training images.
+    """
+
+    batch_size: int = 32
+    augment: AugmentConfig = field(default_factory=timm_augment)
+
+
+@dataclass
+class FinetuneClips(ClipSection, LabelledSplits):
+    """Labelled clips per split; training augmentation as VideoMAE/S4D's; 16 frames at stride 4 for DFEW and MAFW.
+
+    Args:
+        augment: augmentation of training clips (one draw for all the frames of a clip).
+    """
+
+    augment: AugmentConfig = field(default_factory=videomae_augment)
+
+
+@dataclass
+class FinetuneDataConfig(DataSections):
+    """Labelled shard sets (manifest paths or brace patterns) per modality and split, epoch make-up and augmentation.
+
+    An epoch holds ``images.passes`` passes over the image training set and ``clips.passes`` over
     the clip training set, one modality per step in a seeded order (S4D's joint training:
-    ``image_passes`` 0.5, its ``sfer_data_rate``). The test cuts each clip into ``test_clips``
-    windows at ``clip_stride`` spaced over the whole clip, times ``test_crops`` crops along the
+    ``images.passes`` 0.5, its ``sfer_data_rate``). The test cuts each clip into ``test_clips``
+    windows at ``clips.frame_stride`` spaced over the whole clip, times ``test_crops`` crops along the
     long side, and averages their probabilities (VideoMAE/S4D).
 
     Args:
-        image_train: image shard sets for training; empty = no image task.
-        image_val: image shard sets for validation (model selection, AU thresholds).
-        image_test: image shard sets for the final test; empty = no test.
-        clip_train: clip shard sets for training; empty = no clip task.
-        clip_val: clip shard sets for validation.
-        clip_test: clip shard sets for the final test.
+        images: image shard sets per split, batch, passes, augmentation, class balancing.
+        clips: clip shard sets per split, batch, passes, repeats, frame stride, augmentation, class balancing.
         train_subjects: keep only these subjects in training; empty = all (k-fold runs set them).
         val_subjects: keep only these subjects in validation; empty = all.
         test_subjects: keep only these subjects in the test; empty = all.
-        image_batch_size: images per device per step.
-        clip_batch_size: clips read per device per step (each gives ``clip_repeats`` samples).
-        clip_stride: frame stride of a clip, in training and test alike (16 frames at stride 4 for DFEW and MAFW).
-        image_passes: passes over the image training set in one epoch (a pass: ``samples_per_epoch`` or the manifest count).
-        clip_passes: passes over the clip training set in one epoch.
-        clip_repeats: views cropped from each clip read, each its own sample (VideoMAE ``num_sample``; 1 = off).
-        image_augment: augmentation of training images.
-        clip_augment: augmentation of training clips.
-        class_balanced: modalities (``image``, ``clip``) whose expression classes are drawn equally
-            often in training (by manifest counts; samples without an expression label are dropped).
         mixup_alpha: Beta parameter of mixup; 0 = off.
         cutmix_alpha: Beta parameter of cutmix; 0 = off.
         mix_prob: probability that a batch is mixed.
@@ -173,27 +170,14 @@ class FinetuneDataConfig:
         test_crops: spatial crops per test window along the long side (short side resized), averaged.
         num_workers: loader worker processes per device.
         shuffle_buffer: samples in the shuffle buffer (``FACE_SHUFFLE_BUFFER`` overrides).
-        samples_per_epoch: samples in one pass over each training set across ranks; 0 = its manifest count.
+        samples_per_epoch: samples in one pass over each training set (images and clips) across ranks; 0 = its manifest count.
     """
 
-    image_train: list[str] = field(default_factory=list)
-    image_val: list[str] = field(default_factory=list)
-    image_test: list[str] = field(default_factory=list)
-    clip_train: list[str] = field(default_factory=list)
-    clip_val: list[str] = field(default_factory=list)
-    clip_test: list[str] = field(default_factory=list)
+    images: FinetuneImages = field(default_factory=FinetuneImages)
+    clips: FinetuneClips = field(default_factory=FinetuneClips)
     train_subjects: list[str] = field(default_factory=list)
     val_subjects: list[str] = field(default_factory=list)
     test_subjects: list[str] = field(default_factory=list)
-    image_batch_size: int = 32
-    clip_batch_size: int = 8
-    clip_stride: int = 4
-    image_passes: float = 1.0
-    clip_passes: float = 1.0
-    clip_repeats: int = 1
-    image_augment: AugmentConfig = field(default_factory=AugmentConfig)
-    clip_augment: AugmentConfig = field(default_factory=_clip_augment)
-    class_balanced: list[Literal["image", "clip"]] = field(default_factory=list)
     mixup_alpha: float = 0.0
     cutmix_alpha: float = 0.0
     mix_prob: float = 1.0
@@ -204,17 +188,17 @@ class FinetuneDataConfig:
     shuffle_buffer: int = 2000
     samples_per_epoch: int = 0
 
+    def shards(self, modality: str, split: Split) -> list[str]:
+        """The shard sets of ``modality``'s ``split`` (``train``, ``val`` or ``test``)."""
+        section = self.section(modality)
+        return {"train": section.train, "val": section.val, "test": section.test}[split]  # type: ignore[attr-defined]
+
     def problems(self) -> Problems:
         """Impossible settings as (field, reason) pairs."""
-        found: Problems = []
-        if not self.image_train and not self.clip_train:
-            found.append(("image_train", "give image_train, clip_train or both"))
-        for name in ("image_batch_size", "clip_batch_size", "clip_stride", "clip_repeats", "test_clips", "test_crops"):
+        found = super().problems()
+        for name in ("test_clips", "test_crops"):
             if getattr(self, name) < 1:
                 found.append((name, "must be >= 1"))
-        for name in ("image_passes", "clip_passes"):
-            if getattr(self, name) <= 0:
-                found.append((name, "must be > 0 (leave the training shards out to train without that modality)"))
         for name in ("mix_prob", "mix_switch_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 found.append((name, "is a probability in [0, 1]"))

@@ -2,10 +2,10 @@
 
 Training interleaves image and clip batches one modality per step with
 :class:`data_shards.interleave.InterleavedBatches` (same seeded order on every rank, its position
-kept in checkpoints by Lightning). An epoch is ``image_passes`` passes over the image training
-set and ``clip_passes`` over the clip training set. Validation gives one loader per modality
+kept in checkpoints by Lightning). An epoch is ``images.passes`` passes over the image training
+set and ``clips.passes`` over the clip training set. Validation gives one loader per modality
 (one view per sample); the test gives clips as multi-view batches ``(B, V, C, T, H, W)`` with
-``views = V``: ``test_clips`` windows of ``num_frames`` at ``clip_stride`` spaced over the whole
+``views = V``: ``test_clips`` windows of ``num_frames`` at ``clips.frame_stride`` spaced over the whole
 clip, times ``test_crops`` crops along the long side (:mod:`data_shards.decode`). What every
 loader skipped (corrupt samples, truncated shards) is counted by :meth:`FinetuneDataModule.skipped_samples`:
 the engine's step lines and fit summary show the training and validation counts, the test results the test's.
@@ -24,11 +24,13 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from data_shards.decode import LabelMap, ViewOptions, classes_onto
 from data_shards.interleave import InterleavedBatches, sized_train_loader
-from data_shards.loaders import LoaderConfig, ShardLoader, eval_loader
+from data_shards.loaders import LoaderConfig, ShardLoader, eval_loader, loader_config
+from data_shards.sections import SECTION_KEYS
 from data_shards.shard_sets import ShardSet, resolve_sets
+from face_core.engine.trainer import fit_position
 from face_core.model.config import ViTConfig
 from face_core.model.task_model import TaskSpec
-from finetune.config import AugmentConfig, FinetuneConfig
+from finetune.config import FinetuneConfig, Split
 from plumbing.recipes import ConfigError
 
 MODALITIES = ("image", "clip")
@@ -48,6 +50,11 @@ class MultiViewBatches:
             if self.views > 1:
                 batch["views"] = self.views
             yield batch
+
+
+def split_key(modality: str, split: Split) -> str:
+    """The recipe key of ``modality``'s shard sets of ``split``, as errors name it (``data.images.train``)."""
+    return f"data.{SECTION_KEYS[modality]}.{split}"
 
 
 def _labels_of(sets: list[ShardSet]) -> LabelMap:
@@ -70,7 +77,7 @@ def shared_classes(classes: dict[str, list[str]]) -> tuple[list[str], dict[str, 
             continue
         maps[modality] = classes_onto(own, names)
         if all(i < 0 for i in maps[modality]):
-            raise ConfigError(f"data.{modality}_train: class_names {own} share no class with data.{main}_train's {names}")
+            raise ConfigError(f"{split_key(modality, 'train')}: class_names {own} share no class with {split_key(main, 'train')}'s {names}")
     return names, maps
 
 
@@ -87,15 +94,15 @@ class FinetuneDataModule(pl.LightningDataModule):
 
     def modalities(self) -> list[str]:
         """Modalities with training shards."""
-        return [m for m in MODALITIES if getattr(self.config.data, f"{m}_train")]
+        return self.config.data.training()
 
-    def _resolved(self, split: str, modality: str) -> list[ShardSet]:
-        key = f"{modality}_{split}"
+    def _resolved(self, split: Split, modality: str) -> list[ShardSet]:
+        key = split_key(modality, split)
         if key not in self._sets:
             try:
-                self._sets[key] = resolve_sets(getattr(self.config.data, key), [], modality)
+                self._sets[key] = resolve_sets(self.config.data.shards(modality, split), [], modality)
             except ConfigError as err:
-                raise ConfigError(f"data.{key}: {err}") from None
+                raise ConfigError(f"{key}: {err}") from None
         return self._sets[key]
 
     def task_spec(self) -> TaskSpec:
@@ -111,21 +118,21 @@ class FinetuneDataModule(pl.LightningDataModule):
             needs = {"au": ("with_aus", labels.au_ids), "expression": ("with_expression", labels.class_names)}
             spec.modality_tasks[modality] = [task for task in tasks if needs[task][1] and counts[needs[task][0]] > 0]
             if self.config.iat.enabled and counts["with_subject"] == 0:
-                raise ConfigError(f"iat.strength={self.config.iat.strength} needs subject labels; data.{modality}_train has none")
-            self._agree_aus(spec, labels, f"data.{modality}_train")
+                raise ConfigError(f"iat.strength={self.config.iat.strength} needs subject labels; {split_key(modality, 'train')} has none")
+            self._agree_aus(spec, labels, split_key(modality, "train"))
             vocabularies[modality] = labels.subjects
             if "expression" in spec.modality_tasks[modality]:
                 classes[modality] = list(labels.class_names)
             for split in ("val", "test"):
-                if getattr(self.config.data, f"{modality}_{split}"):
+                if self.config.data.shards(modality, split):
                     other = _labels_of(self._resolved(split, modality))
-                    self._agree_aus(spec, other, f"data.{modality}_{split}")
+                    key = split_key(modality, split)
+                    self._agree_aus(spec, other, key)
                     if modality in classes and other.class_names and list(other.class_names) != classes[modality]:
-                        raise ConfigError(f"data.{modality}_{split}: class_names {other.class_names} differ from "
-                                          f"data.{modality}_train's {classes[modality]}")
+                        raise ConfigError(f"{key}: class_names {other.class_names} differ from {split_key(modality, 'train')}'s {classes[modality]}")
         for task in tasks:
             if not any(task in carried for carried in spec.modality_tasks.values()):
-                where = ", ".join(f"data.{m}_train" for m in spec.modalities)
+                where = ", ".join(split_key(m, "train") for m in spec.modalities)
                 raise ConfigError(f"tasks.tasks includes {task!r} but no training shards carry {task} labels ({where})")
         if classes:
             spec.class_names, spec.class_maps = shared_classes(classes)
@@ -161,15 +168,12 @@ class FinetuneDataModule(pl.LightningDataModule):
     def _rank(self) -> int:
         return self.trainer.global_rank if self.trainer is not None else 0
 
-    def _loader_config(self, modality: str, batch_size: int) -> LoaderConfig:
+    def _loader_config(self, modality: str) -> LoaderConfig:
         data = self.config.data
-        augment: AugmentConfig = getattr(data, f"{modality}_augment")
-        return LoaderConfig(
-            rank=self._rank(), world_size=self.world_size,
-            modality=modality, batch_size=batch_size, img_size=self.encoder.img_size, num_frames=self.encoder.num_frames,
-            frame_stride=data.clip_stride, crop_scale=augment.crop_scale, crop_ratio=augment.crop_ratio, hflip=augment.hflip,
+        return loader_config(
+            data.section(modality), img_size=self.encoder.img_size, num_frames=self.encoder.num_frames, seed=self.config.trainer.seed,
             num_workers=data.num_workers, shuffle_buffer=data.shuffle_buffer, samples_per_epoch=data.samples_per_epoch,
-            seed=self.config.trainer.seed,
+            rank=self._rank(), world_size=self.world_size,
         )
 
     def steps_per_epoch(self) -> dict[str, int]:
@@ -182,11 +186,9 @@ class FinetuneDataModule(pl.LightningDataModule):
         data = self.config.data
         loaders: dict[str, ShardLoader] = {}
         for modality in self.modalities():
-            augment: AugmentConfig = getattr(data, f"{modality}_augment")
-            options = ViewOptions(augment.interpolation, augment.rand_augment, data.clip_repeats if modality == "clip" else 1)
+            section = data.section(modality)
             loaders[modality] = sized_train_loader(
-                self._loader_config(modality, getattr(data, f"{modality}_batch_size")), getattr(data, f"{modality}_passes"),
-                view_options=options, shards=getattr(data, f"{modality}_train"), subjects=list(data.train_subjects), balance_classes=modality in data.class_balanced,
+                self._loader_config(modality), section.passes, subjects=list(data.train_subjects), balance_classes=section.class_balanced,
             )
         return loaders
 
@@ -199,7 +201,7 @@ class FinetuneDataModule(pl.LightningDataModule):
         if self._batches is None:
             loaders = self._train_loaders()
             steps = {m: len(loaders[m]) if m in loaders else 0 for m in MODALITIES}
-            self._batches = InterleavedBatches(loaders, steps, self.config.trainer.seed, self.position, rank_zero_info)
+            self._batches = InterleavedBatches(loaders, steps, self.config.trainer.seed, lambda: fit_position(self.trainer), rank_zero_info)
         return self._batches
 
     def skipped_samples(self) -> dict[str, int]:
@@ -211,23 +213,18 @@ class FinetuneDataModule(pl.LightningDataModule):
                 found[f"{split}_{modality}_{kind}"] = found.get(f"{split}_{modality}_{kind}", 0) + count
         return found
 
-    def position(self) -> tuple[int, int]:
-        """The current epoch and the batches of it trained so far (Lightning's progress counters)."""
-        return self.trainer.current_epoch, self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
-
-    def _eval_loaders(self, split: str) -> list[tuple[ShardLoader, int]]:
+    def _eval_loaders(self, split: Split) -> list[tuple[ShardLoader, int]]:
         """The loaders of ``split``, one per modality, each with its views per sample."""
         data = self.config.data
         subjects = getattr(data, f"{split}_subjects")
         loaders = []
         for modality in MODALITIES:
-            shards = getattr(data, f"{modality}_{split}")
+            shards = data.shards(modality, split)
             if not shards:
                 continue
             multi_view = split == "test" and modality == "clip"
             options = ViewOptions(test_clips=data.test_clips, test_crops=data.test_crops) if multi_view else ViewOptions()
-            config = self._loader_config(modality, getattr(data, f"{modality}_batch_size"))
-            loader = eval_loader(config, shards=shards, subjects=list(subjects), view_options=options)
+            loader = eval_loader(self._loader_config(modality), shards=shards, weights=[], subjects=list(subjects), view_options=options)
             self._eval_built.append((split, modality, loader))
             loaders.append((loader, options.test_clips * options.test_crops))
         return loaders

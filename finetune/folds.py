@@ -136,10 +136,10 @@ def published_folds(subjects: Sequence[str], partition: PublishedPartition, val_
 
 
 def pooled_subjects(config: FinetuneConfig) -> list[str]:
-    """Every subject named by the manifests of the pooled training sets (``data.*_train``)."""
-    entries = [*config.data.image_train, *config.data.clip_train]
+    """Every subject named by the manifests of the pooled training sets (``data.images.train``, ``data.clips.train``)."""
+    entries = [*config.data.images.train, *config.data.clips.train]
     if not entries:
-        raise ConfigError("data.image_train / data.clip_train: k-fold runs need the pooled shard sets there")
+        raise ConfigError("data.images.train / data.clips.train: k-fold runs need the pooled shard sets there")
     subjects: set[str] = set()
     for entry in entries:
         manifest_path = entry if entry.endswith(".json") or Path(entry).is_dir() else str(Path(entry.split("{")[0]).parent)
@@ -174,8 +174,8 @@ def fold_config(config: FinetuneConfig, split: SubjectSplit, seed: int, folder: 
     """``config`` restricted to one fold and one seed, run in ``folder``: the pooled sets filtered by the fold's subjects."""
     data = dataclasses.replace(
         config.data,
-        image_val=list(config.data.image_train), image_test=list(config.data.image_train),
-        clip_val=list(config.data.clip_train), clip_test=list(config.data.clip_train),
+        images=dataclasses.replace(config.data.images, val=list(config.data.images.train), test=list(config.data.images.train)),
+        clips=dataclasses.replace(config.data.clips, val=list(config.data.clips.train), test=list(config.data.clips.train)),
         train_subjects=list(split.train), val_subjects=list(split.val), test_subjects=list(split.test),
     )
     output_dir = Path(config.trainer.output_dir)
@@ -368,7 +368,9 @@ def plan_folds(config: FinetuneConfig, k: int, val_fraction: float, partition: P
     return choose_splits(pooled_subjects(config), k, val_fraction, partition, config.trainer.seed)
 
 
-def run_folds(config: FinetuneConfig, k: int, val_fraction: float, only: list[int], partition: Partition = "auto", seeds: Sequence[int] = ()) -> Path:
+def run_folds(
+    config: FinetuneConfig, *, k: int, val_fraction: float, only: list[int], partition: Partition = "auto", seeds: Sequence[int] = ()
+) -> Path:
     """Run the folds in ``only`` (all when empty) for every seed (the recipe's when empty); write, print and log the summary.
 
     Returns the summary file. Each run is an MLflow child of one parent run of the set.

@@ -33,7 +33,9 @@ from face_core.evaluation.metrics import (
     absent_classes,
     best_threshold_indices,
     f1_at_indices,
+    onto_vocabulary,
     per_class_recall,
+    threshold_index,
     uar,
     war,
 )
@@ -104,7 +106,7 @@ class FinetuneModule(pl.LightningModule):
             self.register_buffer(f"class_map_{modality}", torch.tensor(mapping, dtype=torch.long), persistent=False)
         heads = self.spec.head_sizes()
         self.metrics = torch.nn.ModuleDict({stage: torch.nn.ModuleDict({name: self._metric(name) for name in heads}) for stage in ("val", "test")})
-        half = MaskedMultilabelF1(1).threshold_index(0.5)
+        half = threshold_index(0.5)
         for name in heads:
             if name.startswith("au_"):
                 self.register_buffer(f"threshold_index_{name}", torch.full((len(self.spec.au_ids),), half, dtype=torch.long))
@@ -136,7 +138,7 @@ class FinetuneModule(pl.LightningModule):
         pixels = normalize_pixels(batch["pixels"])
         modality = modality_of(pixels)
         data = self.config.data
-        erase_randomly(pixels, getattr(data, f"{modality}_augment").random_erase)
+        erase_randomly(pixels, data.section(modality).augment.random_erase)
         mix = draw_mix(pixels, data.mixup_alpha, data.cutmix_alpha, data.mix_prob, data.mix_switch_prob, self.mix_rng)
         strength = 0.0
         if self.model.identity_head is not None:
@@ -187,7 +189,7 @@ class FinetuneModule(pl.LightningModule):
         mapping = getattr(self, f"class_map_{modality_of(batch['pixels'], bool(batch.get('views')))}", None)
         if mapping is None:
             return labels
-        return torch.where(labels >= 0, mapping[labels.clamp(min=0)], labels)
+        return onto_vocabulary(labels, mapping)
 
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW with pretraining's grouping and layer-wise lr decay; per-step warmup-cosine."""
@@ -261,7 +263,7 @@ class FinetuneModule(pl.LightningModule):
 
         The skipped counts come from the data module's test loaders (``skipped_samples``), when it has them.
         """
-        modalities = [m for m in self.spec.modalities if getattr(self.config.data, f"{m}_test")]  # from the config: alike on every rank
+        modalities = [m for m in self.spec.modalities if self.config.data.shards(m, "test")]  # from the config: alike on every rank
         counter = getattr(self.trainer.datamodule, "skipped_samples", None)
         skipped = {k.removeprefix("test_"): n for k, n in (counter() if counter else {}).items() if k.startswith("test_")}
         names = sorted(skipped)  # the same names on every rank
@@ -283,7 +285,7 @@ class FinetuneModule(pl.LightningModule):
         results: dict[str, float] = {}
         for name, metric in self.metrics[stage].items():
             modality = name.split("_", 1)[1]
-            if not getattr(self.config.data, f"{modality}_{stage}"):
+            if not self.config.data.shards(modality, stage):
                 continue  # decided from the config, not from this rank's batches: every rank must sync alike
             if name.startswith("au_"):
                 results.update(self._summarise_au(stage, name, modality, metric))

@@ -23,7 +23,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from face_core.engine.checkpointing import LAST_CHECKPOINT, checkpoint_dir, unreadable_reason
 from face_core.engine.config import OptimConfig
 from face_core.engine.tracking import restores_tracking_uri
-from face_core.engine.trainer import CONFIG_RECORD, TrainingRun, build_trainer
+from face_core.engine.trainer import CONFIG_RECORD, TrainingRun, build_trainer, effective_batch_size
 from face_core.engine.training_metrics import MODALITIES, TrainingMetrics
 from face_core.model.config import MoAEConfig, TaskModelConfig, ViTConfig
 from face_core.model.flops import encoder_forward_flops, tokens_per_sample
@@ -70,35 +70,28 @@ def monitor_metric(config: FinetuneConfig, spec: TaskSpec | None = None) -> str:
     """
     if config.eval.monitor != "auto":
         return config.eval.monitor
-    modality = "image" if config.data.image_train else "clip"
+    modality = "image" if config.data.images.train else "clip"
     tasks = config.tasks.tasks if spec is None else spec.tasks_for(modality)
     return f"val/au_f1_{modality}" if "au" in tasks else f"val/war_{modality}"
 
 
-def effective_batch_size(config: FinetuneConfig) -> int:
-    """Samples per optimiser step over all ranks (image batch when images train, else clip batch)."""
-    data, trainer = config.data, config.trainer
-    per_device = data.image_batch_size if data.image_train else data.clip_batch_size
-    return per_device * trainer.devices * trainer.num_nodes * config.optim.accumulate_grad_batches
-
-
 def check_splits(config: FinetuneConfig) -> None:
     """Every training modality needs a validation split: model selection is never done on test."""
-    for modality in ("image", "clip"):
-        if getattr(config.data, f"{modality}_train") and not getattr(config.data, f"{modality}_val"):
+    for section in (config.data.images, config.data.clips):
+        if section.train and not section.val:
             raise ConfigError(
-                f"data.{modality}_val is empty but data.{modality}_train is set: give a validation split "
+                f"data.{section.key}.val is empty but data.{section.key}.train is set: give a validation split "
                 "(model selection and AU thresholds are never chosen on test), or run `python -m finetune folds`"
             )
-    if config.data.class_balanced and "expression" not in config.tasks.tasks:
-        raise ConfigError("data.class_balanced=True needs the 'expression' task in tasks.tasks")
+        if section.class_balanced and "expression" not in config.tasks.tasks:
+            raise ConfigError(f"data.{section.key}.class_balanced=True needs the 'expression' task in tasks.tasks")
 
 
 def metric_names(config: FinetuneConfig, spec: TaskSpec) -> list[str]:
     """The validation metrics a run logs (what ``eval.monitor`` may name)."""
     names = []
     for modality in spec.modalities:
-        if getattr(config.data, f"{modality}_val"):
+        if config.data.shards(modality, "val"):
             tasks = spec.tasks_for(modality)
             if "au" in tasks:
                 names += [f"val/au_f1_{modality}", f"val/au_f1_valthr_{modality}"]
@@ -171,7 +164,8 @@ def run_finetuning(config: FinetuneConfig, extra_callbacks: list | None = None) 
         rank_zero_info("AU positive weights (negatives / positives in training): " + " ".join(
             f"AU{au}={w:.2f}" for au, w in zip(spec.au_ids, weights)))
     monitor = check_monitor(config, spec)
-    effective_batch = effective_batch_size(config)
+    micro_batch = config.data.micro_batch()
+    effective_batch = effective_batch_size(micro_batch, trainer_config, config.optim)
     module = FinetuneModule(
         dataclasses.asdict(encoder_config), dataclasses.asdict(config), dataclasses.asdict(spec),
         effective_batch, str(run.run_dir / "pictures"), encoder=encoder,
@@ -182,7 +176,6 @@ def run_finetuning(config: FinetuneConfig, extra_callbacks: list | None = None) 
         f"({100 * counts['trainable'] / counts['total']:.2f}%); heads {sorted(spec.head_sizes())}"
         + (f"; identity head over {len(spec.subjects)} subjects, lambda {config.iat.strength}" if module.model.identity_head is not None else "")
     )
-    micro_batch = config.data.image_batch_size if config.data.image_train else config.data.clip_batch_size
     best = ModelCheckpoint(
         dirpath=checkpoint_dir(run.run_dir), filename="best", monitor=monitor, mode="max", save_top_k=1,
         save_last=False, auto_insert_metric_name=False, enable_version_counter=False,
@@ -192,21 +185,23 @@ def run_finetuning(config: FinetuneConfig, extra_callbacks: list | None = None) 
         {m: training_flops_per_sample(encoder_config, config.model.moae, m) for m in MODALITIES},
         {m: tokens_per_sample(encoder_config, m) for m in MODALITIES}, datamodule.skipped_samples,
     )
-    trainer = run.trainer(config.optim, micro_batch, [best, metrics, *(extra_callbacks or [])], frozenset({Block}), enable_model_summary=False)
+    trainer = run.trainer(
+        config.optim, micro_batch, callbacks=[best, metrics, *(extra_callbacks or [])], wrap_modules=frozenset({Block}), enable_model_summary=False
+    )
     derived = {
         "effective_batch": effective_batch, "lr": module.learning_rate, "world_size": trainer.world_size,
         "trainable_parameters": counts["trainable"], "total_parameters": counts["total"], "monitor": monitor,
         **{f"{m}_steps_per_epoch": n for m, n in datamodule.steps_per_epoch().items()},
     }  # fmt: skip
-    lineage = init_lineage(config.model.init, run.tracking_uri) if config.tracking.enabled else ({}, [])
-    run.record(config, {**dataclasses.asdict(config), "derived": derived}, *lineage)
+    tags, input_model_ids = init_lineage(config.model.init, run.tracking_uri) if config.tracking.enabled else ({}, [])
+    run.record(config, {**dataclasses.asdict(config), "derived": derived}, tags=tags, input_model_ids=input_model_ids)
     trainer.fit(run.prepare(module), datamodule=datamodule, ckpt_path=run.resume_from)
 
     val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     best_path = best.best_model_path or str(checkpoint_dir(run.run_dir) / LAST_CHECKPOINT)
     score = None if best.best_model_score is None else float(best.best_model_score)
     test: dict[str, float] = {}
-    if config.eval.test and (config.data.image_test or config.data.clip_test):
+    if config.eval.test and (config.data.images.test or config.data.clips.test):
         trainer.test(module, datamodule=datamodule, ckpt_path=best_path, verbose=False)
         test = dict(module.test_results)
     result = FinetuneResult(str(run.run_dir), best_path, monitor, score, counts, val, test)
@@ -216,7 +211,7 @@ def run_finetuning(config: FinetuneConfig, extra_callbacks: list | None = None) 
     return result
 
 
-def evaluate_run(run_dir: str, checkpoint: str = "best", image_test: list[str] | None = None, clip_test: list[str] | None = None) -> dict[str, float]:
+def evaluate_run(run_dir: str, *, checkpoint: str = "best", image_test: list[str] | None = None, clip_test: list[str] | None = None) -> dict[str, float]:
     """Test a checkpoint of the run in ``run_dir`` (one process) and write ``<run_dir>/evaluation.json``.
 
     ``checkpoint`` is ``best``, ``last`` or a path; ``image_test``/``clip_test`` replace the
@@ -233,16 +228,18 @@ def evaluate_run(run_dir: str, checkpoint: str = "best", image_test: list[str] |
         raise FileNotFoundError(f"checkpoint={checkpoint!r}: {path} does not exist")
     data = dataclasses.replace(
         config.data,
-        image_test=list(config.data.image_test if image_test is None else image_test),
-        clip_test=list(config.data.clip_test if clip_test is None else clip_test),
+        images=dataclasses.replace(config.data.images, test=list(config.data.images.test if image_test is None else image_test)),
+        clips=dataclasses.replace(config.data.clips, test=list(config.data.clips.test if clip_test is None else clip_test)),
     )
-    if not data.image_test and not data.clip_test:
+    if not data.images.test and not data.clips.test:
         raise ConfigError("no test sets: the run's recipe has none; pass --image_test or --clip_test")
     trainer_config = dataclasses.replace(config.trainer, devices=1, num_nodes=1, strategy="auto")
     config = dataclasses.replace(config, data=data, trainer=trainer_config)
     module = FinetuneModule.load_from_checkpoint(str(path), map_location="cpu", picture_dir=str(folder / "pictures"), weights_only=True)
     module.config = config
-    trainer = build_trainer(trainer_config, OptimConfig(), data.image_batch_size, folder, False, [], enable_checkpointing=False, enable_model_summary=False)
+    trainer = build_trainer(
+        trainer_config, OptimConfig(), data.images.batch_size, folder, logger=False, callbacks=[], enable_checkpointing=False, enable_model_summary=False
+    )
     trainer.test(module, datamodule=FinetuneDataModule(config, ViTConfig(**module.hparams["encoder_config"])), verbose=False)
     results = dict(module.test_results)
     write_json_atomic(folder / "evaluation.json", {"checkpoint": str(path), "test": results})

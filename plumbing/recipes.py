@@ -11,6 +11,7 @@ how launchers and the tests read every shipped recipe.
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, get_origin, get_type_hints
@@ -33,7 +34,10 @@ def _walk(obj: Any, path: str, found: list[str]) -> None:
     if callable(check):
         for key, reason in check():
             dotted = f"{path}.{key}" if path else key
-            value = getattr(obj, key, "<unset>")
+            try:
+                value = operator.attrgetter(key)(obj)  # a key may be dotted: a field of a section
+            except AttributeError:
+                value = "<unset>"
             found.append(f"{dotted}={value!r}: {reason}")
     for field in dataclasses.fields(obj):
         _walk(getattr(obj, field.name), f"{path}.{field.name}" if path else field.name, found)

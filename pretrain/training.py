@@ -17,7 +17,7 @@ from typing import Any
 from lightning.pytorch.utilities import rank_zero_info
 
 from face_core.engine.tracking import restores_tracking_uri
-from face_core.engine.trainer import TrainingRun
+from face_core.engine.trainer import TrainingRun, effective_batch_size
 from face_core.engine.training_metrics import MODALITIES, TrainingMetrics
 from face_core.model.flops import mae_train_flops_per_sample, tokens_per_sample
 from face_core.model.vit import Block
@@ -26,17 +26,6 @@ from pretrain.data_module import PretrainDataModule
 from pretrain.lightning_module import MAEPretrainModule
 from pretrain.reconstructions import ReconstructionPictures
 from pretrain.representation_probe import RepresentationProbe
-
-
-def effective_batch_size(config: PretrainConfig) -> int:
-    """Samples per optimiser step over all ranks: per-device batch x devices x nodes x accumulation.
-
-    The image batch sets it when there are image shards (clip steps follow the same schedule);
-    for clips only, the clip batch.
-    """
-    data, trainer = config.data, config.trainer
-    per_device = data.image_batch_size if data.image_shards else data.clip_batch_size
-    return per_device * trainer.devices * trainer.num_nodes * config.optim.accumulate_grad_batches
 
 
 @restores_tracking_uri
@@ -56,9 +45,9 @@ def run_pretraining(config: PretrainConfig, extra_callbacks: list | None = None,
             config.data, config.model.encoder, trainer_config.seed, trainer_config.devices * trainer_config.num_nodes
         )
     steps = datamodule.steps_per_epoch()  # reads the manifests: bad shard paths fail here, before training
-    effective_batch = effective_batch_size(config)
+    micro_batch = config.data.micro_batch()
+    effective_batch = effective_batch_size(micro_batch, trainer_config, config.optim)
     module = MAEPretrainModule.from_configs(config.model, config.optim, effective_batch)
-    micro_batch = config.data.image_batch_size if config.data.image_shards else config.data.clip_batch_size
     metrics = TrainingMetrics(
         run.run_dir,
         trainer_config.log_every_n_steps,
@@ -72,7 +61,7 @@ def run_pretraining(config: PretrainConfig, extra_callbacks: list | None = None,
     if config.probe.enabled:  # resolves the probe's shard sets: bad paths fail here, before training
         # first: its step-0 probe runs before the metrics' first timing window starts
         callbacks.insert(0, RepresentationProbe(config.probe, config.model.encoder.img_size))
-    trainer = run.trainer(config.optim, micro_batch, callbacks, frozenset({Block}), enable_checkpointing=False)
+    trainer = run.trainer(config.optim, micro_batch, callbacks=callbacks, wrap_modules=frozenset({Block}), enable_checkpointing=False)
     derived = {
         "effective_batch": effective_batch, "lr": module.learning_rate, "world_size": trainer.world_size,
         **{f"{m}_steps_per_epoch": n for m, n in steps.items()},

@@ -12,7 +12,7 @@ that summarises or merges.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +20,7 @@ from typing import Any, Literal
 from data_shards.cli import build
 from finetune.config import FinetuneConfig
 from finetune.folds import finish_folds, fold_runs, folds_tracking_uri, plan_folds
+from finetune.sweep.driver import SweepResources, SweepSettings
 from plumbing.recipes import ConfigError, load_recipe, validate
 from plumbing.tracking_store import create_sqlite_store
 from pretrain.config import PretrainConfig
@@ -161,10 +162,10 @@ def sweep_jobs(recipe: str, overrides: Sequence[str], resources: SlurmResources,
         raise FileNotFoundError(f"--search_space: sweep file not found: {fanout.search_space}")
     config = validate(FinetuneConfig(**load_recipe(FinetuneConfig, recipe, overrides)), source=recipe)  # fail here, not on the nodes
     folder = str(Path(f"{config.trainer.output_dir}-sweep").resolve())
-    sweep_args = {
-        "config_path": str(Path(recipe).resolve()), "search_space_path": str(Path(fanout.search_space).resolve()),
-        "num_samples": fanout.num_samples, "cpus_per_trial": fanout.cpus_per_trial,
-        "gpus_per_trial": 1.0 if resources.gpus_per_node else 0.0, "output_dir": folder, "overrides": list(overrides),
-    }
-    job = RaySweepJob(sweep_args, resources.gpus_per_node)
-    return [PlannedJob(f"Ray Tune sweep, {fanout.num_samples} samples", folder, job, sweep_args)]
+    settings = SweepSettings(
+        search_space=str(Path(fanout.search_space).resolve()), num_samples=fanout.num_samples, output_dir=folder,
+        resources=SweepResources(cpus_per_trial=fanout.cpus_per_trial, gpus_per_trial=1.0 if resources.gpus_per_node else 0.0),
+    )  # fmt: skip
+    job = RaySweepJob(str(Path(recipe).resolve()), settings, list(overrides), resources.gpus_per_node)
+    resolved = {"config_path": job.config_path, "overrides": job.overrides, **asdict(settings)}
+    return [PlannedJob(f"Ray Tune sweep, {fanout.num_samples} samples", folder, job, resolved)]

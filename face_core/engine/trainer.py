@@ -10,6 +10,8 @@ rank themselves), no sanity validation, and a progress bar only at an interactiv
 from (``trainer.resume``), the global seed, the MLflow logger (the same MLflow run on resume),
 the periodic ``last.ckpt`` and, once the Trainer exists, the resolved config written on rank 0
 and the parameters logged to MLflow. Each stage adds its own callbacks and Trainer options.
+:func:`effective_batch_size` (the lr scaling rule's batch) and :func:`fit_position` (where an
+interleaved epoch resumes) are the same arithmetic for both stages.
 """
 
 from __future__ import annotations
@@ -33,11 +35,22 @@ from plumbing.files import write_json_atomic
 from plumbing.tracking_store import CONFIG_RECORD
 
 
+def effective_batch_size(micro_batch: int, trainer: TrainerConfig, optim: OptimConfig) -> int:
+    """Samples per optimiser step over all ranks: per-device micro-batch x devices x nodes x accumulation."""
+    return micro_batch * trainer.devices * trainer.num_nodes * optim.accumulate_grad_batches
+
+
+def fit_position(trainer: pl.Trainer) -> tuple[int, int]:
+    """The current epoch and the batches of it trained so far (Lightning's progress counters)."""
+    return trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.processed
+
+
 def build_trainer(
     trainer_config: TrainerConfig,
     optim: OptimConfig,
     micro_batch: int,
     run_dir: Path,
+    *,
     logger: Any,
     callbacks: list[Any],
     wrap_modules: frozenset[type[nn.Module]] = frozenset(),
@@ -102,16 +115,16 @@ class TrainingRun:
         return resolve_precision(self.trainer_config, self.accelerator)
 
     def trainer(
-        self, optim: OptimConfig, micro_batch: int, callbacks: list[Any], wrap_modules: frozenset[type[nn.Module]] = frozenset(), **options: Any
+        self, optim: OptimConfig, micro_batch: int, *, callbacks: list[Any], wrap_modules: frozenset[type[nn.Module]] = frozenset(), **options: Any
     ) -> pl.Trainer:
         """The MLflow logger (continuing the recorded MLflow run on resume; none with tracking off) and the Trainer."""
         config = self.trainer_config
         self.logger = make_mlflow_logger(self.tracking, self.run_dir, resume=self.resume_from is not None) if self.tracking.enabled else False
         last = LastCheckpoint(checkpoint_dir(self.run_dir), config.checkpoint_every_n_steps, config.seed)
-        return build_trainer(config, optim, micro_batch, self.run_dir, self.logger, [last, *callbacks], wrap_modules, **options)
+        return build_trainer(config, optim, micro_batch, self.run_dir, logger=self.logger, callbacks=[last, *callbacks], wrap_modules=wrap_modules, **options)
 
     def record(
-        self, config: Any, params: dict[str, Any], tags: Mapping[str, str] | None = None, input_model_ids: Sequence[str] = ()
+        self, config: Any, params: dict[str, Any], *, tags: Mapping[str, str] | None = None, input_model_ids: Sequence[str] = ()
     ) -> None:
         """Write the resolved ``config`` to ``<run_dir>/config.json`` (rank 0); log ``params`` and ``tags`` to MLflow.
 

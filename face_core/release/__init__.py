@@ -1,4 +1,4 @@
-"""Releases: the release folder format, the pretrained release kinds, loading any checkpoint, the MLflow registry.
+"""Releases: the release folder format, the pretrained and fine-tuned (``task``) kinds, loading any checkpoint, the MLflow registry, exports.
 
 Each release kind names its loader module in its ``config.json``; the registry imports that
 module by the name the folder records, so nothing here names an upper layer.

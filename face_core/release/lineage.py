@@ -28,10 +28,13 @@ MANIFEST_FILE = "manifest.json"
 def manifest_checksums(data: Mapping[str, Any]) -> dict[str, str]:
     """SHA-256 of each manifest a recipe's ``data`` section names (a ``.json`` file or a shard-set folder), by entry.
 
-    A manifest named but gone is recorded as ``missing``.
+    The per-modality sections (``data.images``, ``data.clips``) are read too. A manifest named but gone is recorded as ``missing``.
     """
     found: dict[str, str] = {}
     for value in data.values():
+        if isinstance(value, Mapping):
+            found.update(manifest_checksums(value))
+            continue
         for entry in value if isinstance(value, list) else [value]:
             if not isinstance(entry, str) or not entry:
                 continue

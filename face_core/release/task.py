@@ -55,7 +55,7 @@ class TaskRelease:
         spec: modalities, tasks, AU ids and class names (no subjects).
         encoder_config: the encoder's config (input size and frames).
         recipe: the fine-tuning recipe it came from, as recorded (``dataclasses.asdict``).
-        clip_stride: the frame stride of its clips in training, which the test keeps.
+        frame_stride: the frame stride of its clips in training, which the test keeps.
         au_thresholds: per modality, the decision threshold of each AU chosen on validation.
         package_version: version of this package that wrote it.
     """
@@ -64,7 +64,7 @@ class TaskRelease:
     spec: TaskSpec
     encoder_config: ViTConfig
     recipe: dict[str, Any]
-    clip_stride: int
+    frame_stride: int
     au_thresholds: dict[str, list[float]]
     package_version: str
 
@@ -86,14 +86,22 @@ def rebuild(encoder_config: ViTConfig, model_config: TaskModelConfig, spec: Task
     return model.eval()
 
 
+def recorded_frame_stride(recipe: dict[str, Any]) -> int:
+    """The clips' frame stride of a recorded fine-tuning recipe: ``data.clips.frame_stride``, or ``data.clip_stride``
+    in releases written before the data sections; 1 when neither is recorded."""
+    data = recipe.get("data", {})
+    return int(data.get("clips", {}).get("frame_stride", data.get("clip_stride", 1)))
+
+
 def read_task_release(folder: str | Path) -> TaskRelease:
     """Read and verify a fine-tuned release folder; errors name the file and what is wrong."""
     meta, state = read_release_folder(folder, (KIND,), required=("encoder_config", "config", "spec"))
     encoder_config = config_from_dict(ViTConfig, meta["encoder_config"], f"{folder}: encoder_config")
     model_config, spec = inference_parts(meta["config"], meta["spec"], str(folder))
     model = rebuild(encoder_config, model_config, spec, state, str(folder))
-    clip_stride = int(meta["config"].get("data", {}).get("clip_stride", 1))
-    return TaskRelease(model, spec, encoder_config, meta["config"], clip_stride, meta.get("au_thresholds", {}), meta.get("package_version", "unknown"))
+    return TaskRelease(
+        model, spec, encoder_config, meta["config"], recorded_frame_stride(meta["config"]), meta.get("au_thresholds", {}), meta.get("package_version", "unknown")
+    )
 
 
 def load_task_model(path_or_uri: str | Path, tracking_uri: str | None = None, flag: str = "") -> TaskRelease:

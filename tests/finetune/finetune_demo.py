@@ -12,11 +12,11 @@ TINY = ROOT / "configs" / "finetune" / "tiny.yaml"
 
 def demo_overrides(demo: dict[str, str], output_dir: Path) -> list[str]:
     """Command-line overrides pointing the tiny recipe at the demo shards and encoder, small and fast."""
-    sets = {f"--data.{m}_{s}": f"[{demo[f'{m}s-{s}']}]" for m in ("image", "clip") for s in ("train", "val", "test")}
+    sets = {f"--data.{m}s.{s}": f"[{demo[f'{m}s-{s}']}]" for m in ("image", "clip") for s in ("train", "val", "test")}
     return [
         "--model.init", demo["encoder"], "--model.img_size", "32", "--model.num_frames", "4",
         *[item for pair in sets.items() for item in pair],
-        "--data.image_batch_size", "16", "--data.clip_batch_size", "4", "--data.num_workers", "0",
+        "--data.images.batch_size", "16", "--data.clips.batch_size", "4", "--data.num_workers", "0",
         "--data.shuffle_buffer", "50", "--data.samples_per_epoch", "0",
         "--trainer.output_dir", str(output_dir), "--trainer.max_epochs", "1",
         "--eval.probe_epochs", "50",

@@ -23,8 +23,8 @@ def test_fit_summary_and_test_results_count_evaluation_skips(demo: dict[str, str
 
     val, test = damaged_copy(demo["images-val"], tmp_path / "val"), damaged_copy(demo["images-test"], tmp_path / "test")
     config = tiny_config(
-        demo, tmp_path / "run", "--tasks.tasks", "[au]", "--data.clip_train", "[]", "--data.clip_val", "[]", "--data.clip_test", "[]",
-        "--data.image_val", f"[{val}]", "--data.image_test", f"[{test}]", "--eval.identity_probe", "false", "--trainer.max_epochs", "2",
+        demo, tmp_path / "run", "--tasks.tasks", "[au]", "--data.clips.train", "[]", "--data.clips.val", "[]", "--data.clips.test", "[]",
+        "--data.images.val", f"[{val}]", "--data.images.test", f"[{test}]", "--eval.identity_probe", "false", "--trainer.max_epochs", "2",
     )  # fmt: skip
     result = run_finetuning(config)
     summary = [line for line in capsys.readouterr().out.splitlines() if line.startswith("fit ended at step")]

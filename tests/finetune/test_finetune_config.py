@@ -8,7 +8,7 @@ import pytest
 
 from face_core.model.config import TaskModelConfig
 from finetune.cli import fit, folds
-from finetune.config import FinetuneDataConfig
+from finetune.config import FinetuneDataConfig, timm_augment, videomae_augment
 from plumbing.recipes import ConfigError, load_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,13 +40,13 @@ def test_fmae_iat_recipes_as_published() -> None:
     for name, (strength, base_lr, batch, epochs) in published.items():
         config = recipe(name)
         assert config["iat"].strength == strength and config["iat"].loss == "bce", name
-        assert (config["optim"].base_lr, config["data"].image_batch_size, config["trainer"].max_epochs) == (base_lr, batch, epochs), name
+        assert (config["optim"].base_lr, config["data"].images.batch_size, config["trainer"].max_epochs) == (base_lr, batch, epochs), name
         assert config["optim"].layer_decay == 0.65 and config["model"].drop_path_rate == 0.1 and config["model"].learn_pos_embed, name
         assert config["optim"].warmup_fraction == 0.1, name  # 3 of 30, 2 of 20, 6 of 60 epochs
         assert config["data"].mixup_alpha == 0 and config["data"].cutmix_alpha == 0, name
-        assert not config["data"].class_balanced, name
+        assert not config["data"].images.class_balanced, name
         assert config["tasks"].tasks == ["au"] or config["tasks"].label_smoothing == 0.0, name
-        augment = config["data"].image_augment  # timm's create_transform as FMAE-IAT calls it
+        augment = config["data"].images.augment  # timm's create_transform as FMAE-IAT calls it
         assert (augment.crop_scale, augment.interpolation, augment.rand_augment, augment.random_erase) == (
             (0.08, 1.0), "bicubic", "rand-m9-mstd0.5-inc1", 0.25), name
 
@@ -55,35 +55,50 @@ def test_s4d_recipes_train_jointly_with_images() -> None:
     for name in ("dfew", "mafw", "ferv39k"):
         config = recipe(name)
         data, model = config["data"], config["model"]
-        assert (data.clip_stride, model.num_frames, model.img_size) == (4, 16, 160), name
+        assert (data.clips.frame_stride, model.num_frames, model.img_size) == (4, 16, 160), name
         assert (data.test_clips, data.test_crops) == (2, 2), name
-        assert data.image_train and data.image_passes == 0.5 and data.clip_passes == 1.0, name  # sfer_data_rate 0.5
-        assert (data.image_batch_size, data.clip_batch_size) == (32, 16) and data.class_balanced == ["image"], name
+        assert data.images.train and data.images.passes == 0.5 and data.clips.passes == 1.0, name  # sfer_data_rate 0.5
+        assert (data.images.batch_size, data.clips.batch_size) == (32, 16) and data.images.class_balanced and not data.clips.class_balanced, name
         assert (model.moae.top_blocks, model.moae.num_experts, model.moae.top_k, model.moae.balance_coef) == (6, 8, 2, 1e-3), name
         assert not model.learn_pos_embed and model.drop_path_rate == 0.0, name
         optim = config["optim"]
         assert optim.layer_decay == 0.75 and optim.betas == (0.9, 0.999) and optim.weight_decay == 0.05, name
-        lr = optim.base_lr * data.image_batch_size * config["trainer"].devices / 256  # our scaling rule
-        assert lr == pytest.approx(1e-5 * data.clip_batch_size * config["trainer"].devices / 8), name  # S4D's
+        lr = optim.base_lr * data.images.batch_size * config["trainer"].devices / 256  # our scaling rule
+        assert lr == pytest.approx(1e-5 * data.clips.batch_size * config["trainer"].devices / 8), name  # S4D's
         assert config["tasks"].label_smoothing == 0.1 and config["trainer"].max_epochs == 100, name
-        assert data.clip_augment.rand_augment == "rand-m7-n4-mstd0.5-inc1" and data.clip_augment.interpolation == "bilinear", name
+        assert data.clips.augment.rand_augment == "rand-m7-n4-mstd0.5-inc1" and data.clips.augment.interpolation == "bilinear", name
 
 
 def test_tiny_recipe_trains_every_task_from_the_tiny_encoder() -> None:
     tiny = recipe("tiny")
     assert tiny["model"].init.startswith("runs/demo/pretrain")
     assert set(tiny["tasks"].tasks) == {"au", "expression"} and tiny["tasks"].au_balance
-    assert tiny["data"].image_train and tiny["data"].image_val and tiny["data"].image_test  # the README table is on images
+    assert tiny["data"].images.train and tiny["data"].images.val and tiny["data"].images.test  # the README table is on images
     assert tiny["iat"].strength > 0 and tiny["model"].moae.top_blocks > 0
+
+
+def test_data_sections_keep_the_finetuning_defaults() -> None:
+    data = FinetuneDataConfig()
+    assert (data.images.batch_size, data.clips.batch_size, data.clips.frame_stride, data.clips.repeats) == (32, 8, 4, 1)
+    augment = data.images.augment  # timm's create_transform
+    assert (augment.crop_scale, augment.crop_ratio, augment.interpolation, augment.hflip, augment.rand_augment, augment.random_erase) == (
+        (0.08, 1.0), (3 / 4, 4 / 3), "bicubic", 0.5, "rand-m9-mstd0.5-inc1", 0.25)
+    assert data.clips.augment == videomae_augment() and (videomae_augment().interpolation, videomae_augment().rand_augment) == (
+        "bilinear", "rand-m7-n4-mstd0.5-inc1")
+    tiny = recipe("tiny")["data"].images.augment  # a recipe giving some augmentation keys keeps the others' defaults
+    assert (tiny.crop_scale, tiny.crop_ratio, tiny.hflip) == ((0.8, 1.0), timm_augment().crop_ratio, 0.5)
+    assert recipe("dfew")["data"].clips.augment == videomae_augment()
 
 
 def test_impossible_values_name_key_and_value() -> None:
     with pytest.raises(ConfigError) as caught:
         load_recipe(fit, str(ROOT / "configs/finetune/tiny.yaml"),
-                    ["--model.moae.top_k", "9", "--iat.strength", "-1", "--data.test_crops", "0", "--eval.monitor", "test/au_f1_image"])
+                    ["--model.moae.top_k", "9", "--iat.strength", "-1", "--data.test_crops", "0", "--eval.monitor", "test/au_f1_image",
+                     "--data.clips.frame_stride", "0", "--data.images.augment.hflip", "2"])
     message = str(caught.value)
     assert "model.moae.top_k=9" in message and "iat.strength=-1.0" in message
     assert "data.test_crops=0" in message and "eval.monitor='test/au_f1_image'" in message
+    assert "data.clips.frame_stride=0" in message and "data.images.augment.hflip=2.0" in message
     assert "tiny.yaml" in message
 
 

@@ -36,9 +36,9 @@ def test_every_task_trains_on_images_and_clips(demo: dict[str, str], tmp_path: P
 
 def test_frozen_backbone_trains_only_adapters_and_heads(demo: dict[str, str], tmp_path: Path) -> None:
     config = tiny_config(demo, tmp_path / "frozen", "--model.freeze_backbone", "true", "--tasks.tasks", "[expression]",
-                         "--eval.monitor", "val/war_image", "--data.clip_train", "[]", "--data.clip_val", "[]",
-                         "--data.clip_test", "[]", "--eval.identity_probe", "false", "--data.mixup_alpha", "0.8",
-                         "--data.cutmix_alpha", "1.0", "--data.class_balanced", "[image]")
+                         "--eval.monitor", "val/war_image", "--data.clips.train", "[]", "--data.clips.val", "[]",
+                         "--data.clips.test", "[]", "--eval.identity_probe", "false", "--data.mixup_alpha", "0.8",
+                         "--data.cutmix_alpha", "1.0", "--data.images.class_balanced", "true")
     result = run_finetuning(config)
     assert result.parameters["trainable"] < result.parameters["total"] / 2
     from face_core.release.loading import load_model
@@ -50,8 +50,8 @@ def test_frozen_backbone_trains_only_adapters_and_heads(demo: dict[str, str], tm
 
 
 def test_bad_runs_fail_before_training(demo: dict[str, str], tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="data.image_val"):
-        run_finetuning(tiny_config(demo, tmp_path / "a", "--data.image_val", "[]"))
+    with pytest.raises(ConfigError, match="data.images.val"):
+        run_finetuning(tiny_config(demo, tmp_path / "a", "--data.images.val", "[]"))
     with pytest.raises(ConfigError, match="eval.monitor='val/war_clip'"):
         run_finetuning(tiny_config(demo, tmp_path / "b", "--eval.monitor", "val/war_clip", "--tasks.tasks", "[au]"))
     with pytest.raises(FileNotFoundError, match="nowhere"):
@@ -69,7 +69,7 @@ def test_two_gloo_processes(demo: dict[str, str], tmp_path: Path) -> None:
     uneven = f"[{demo['images-train']}, {demo['images-test']}]"
     done = subprocess.run(
         [sys.executable, "-m", "finetune", "fit", "--config", str(TINY), *demo_overrides(demo, run),
-         "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_epochs", "2", "--data.image_test", uneven],
+         "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_epochs", "2", "--data.images.test", uneven],
         capture_output=True, text=True, cwd=ROOT, timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -86,7 +86,7 @@ def test_subject_exclusive_folds_as_one_command(demo: dict[str, str], tmp_path: 
     done = subprocess.run(
         [sys.executable, "-m", "finetune", "folds", "--k", "3", "--only", "[0, 2]", "--config", str(TINY),
          *demo_overrides(demo, run), "--tasks.tasks", "[au]", "--iat.strength", "1.0",
-         "--data.clip_train", "[]", "--data.clip_val", "[]", "--data.clip_test", "[]"],
+         "--data.clips.train", "[]", "--data.clips.val", "[]", "--data.clips.test", "[]"],
         capture_output=True, text=True, cwd=ROOT, timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -101,7 +101,7 @@ def test_subject_exclusive_folds_as_one_command(demo: dict[str, str], tmp_path: 
 
 
 def test_resume_continues_from_last_checkpoint(demo: dict[str, str], tmp_path: Path) -> None:
-    common = ("--tasks.tasks", "[au]", "--data.clip_train", "[]", "--data.clip_val", "[]", "--data.clip_test", "[]",
+    common = ("--tasks.tasks", "[au]", "--data.clips.train", "[]", "--data.clips.val", "[]", "--data.clips.test", "[]",
               "--eval.test", "false")
     first = run_finetuning(tiny_config(demo, tmp_path / "run", *common))
     steps = torch.load(Path(first.run_dir) / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")["global_step"]

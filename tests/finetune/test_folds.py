@@ -92,8 +92,8 @@ def test_summary_covers_every_fold_and_seed(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_fold_by_seed_runs_nest_under_one_parent_run(demo: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    overrides = [*demo_overrides(demo, tmp_path / "folds"), "--tasks.tasks", "[au]", "--data.clip_train", "[]", "--data.clip_val", "[]",
-                 "--data.clip_test", "[]", "--eval.identity_probe", "false"]
+    overrides = [*demo_overrides(demo, tmp_path / "folds"), "--tasks.tasks", "[au]", "--data.clips.train", "[]", "--data.clips.val", "[]",
+                 "--data.clips.test", "[]", "--eval.identity_probe", "false"]
     args = ["folds", "--config", str(TINY), *overrides, "--partition", "random", "--k", "2", "--seeds", "[0,1]"]
     summary_file = Path(run_cli([folds], prog="python -m finetune", description="", args=args))  # what `python -m finetune folds` runs
     summary = json.loads(summary_file.read_text())

@@ -71,7 +71,7 @@ def test_image_classes_map_onto_the_clip_vocabulary_by_name() -> None:
     assert names == dfew and "clip" not in maps
     assert maps["image"] == [2, 0, 1, 4, 6, 5, 3, -1]  # contempt has no DFEW class: left out
     assert shared_classes({"image": affectnet}) == (affectnet, {})
-    with pytest.raises(ConfigError, match="data.image_train"):
+    with pytest.raises(ConfigError, match="data.images.train"):
         shared_classes({"image": ["a", "b"], "clip": dfew})
 
 
@@ -84,6 +84,6 @@ def test_mapped_labels_reach_the_loss_and_metrics() -> None:
 
 
 def test_image_passes_size_the_image_share_of_an_epoch(demo: dict[str, str], tmp_path) -> None:
-    full = FinetuneDataModule(tiny_config(demo, tmp_path / "a", "--data.clip_passes", "1.0"), ENCODER).steps_per_epoch()
-    half = FinetuneDataModule(tiny_config(demo, tmp_path / "b", "--data.image_passes", "0.5", "--data.clip_passes", "2.0"), ENCODER)
+    full = FinetuneDataModule(tiny_config(demo, tmp_path / "a", "--data.clips.passes", "1.0"), ENCODER).steps_per_epoch()
+    half = FinetuneDataModule(tiny_config(demo, tmp_path / "b", "--data.images.passes", "0.5", "--data.clips.passes", "2.0"), ENCODER)
     assert half.steps_per_epoch() == {"image": round(full["image"] / 2), "clip": 2 * full["clip"]}

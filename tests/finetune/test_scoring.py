@@ -33,8 +33,8 @@ def test_image_shards_score_through_the_releases_class_map(demo: dict[str, str],
 
     images = {split: reordered_images(demo, split, tmp_path) for split in ("train", "val", "test")}
     config = tiny_config(
-        demo, tmp_path / "run", "--data.image_train", f"[{images['train']}]", "--data.image_val", f"[{images['val']}]",
-        "--data.image_test", f"[{images['test']}]", "--eval.test", "false", "--eval.identity_probe", "false",
+        demo, tmp_path / "run", "--data.images.train", f"[{images['train']}]", "--data.images.val", f"[{images['val']}]",
+        "--data.images.test", f"[{images['test']}]", "--eval.test", "false", "--eval.identity_probe", "false",
     )  # fmt: skip
     folder = release_finetuned(run_finetuning(config).best_checkpoint, tmp_path / "release")
     spec = read_task_release(folder).spec

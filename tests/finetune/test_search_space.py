@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from finetune.config import FinetuneConfig, FinetuneDataConfig
+from finetune.config import FinetuneConfig, FinetuneDataConfig, FinetuneImages
 from finetune.sweep.search_space import apply_overrides, load_search_space, sample_values, to_tune
 from plumbing.recipes import ConfigError, validate
 
@@ -14,7 +14,7 @@ SWEEPS = sorted(Path(__file__).resolve().parents[2].joinpath("configs", "sweeps"
 @pytest.mark.parametrize("path", SWEEPS, ids=[p.name for p in SWEEPS])
 def test_every_shipped_sweep_fits_the_finetune_recipe(path: Path) -> None:
     space = load_search_space(path)
-    recipe = FinetuneConfig(data=FinetuneDataConfig(image_train=["train.json"], image_val=["val.json"]))
+    recipe = FinetuneConfig(data=FinetuneDataConfig(images=FinetuneImages(train=["train.json"], val=["val.json"])))
     validate(apply_overrides(recipe, sample_values(space)))  # every key exists; first values are allowed
     assert set(to_tune(space)) == set(space.parameters)
 

@@ -95,3 +95,11 @@ def test_release_refuses_what_is_not_a_finetuning_checkpoint(tmp_path: Path) -> 
     (tmp_path / "folder").mkdir()
     with pytest.raises(FileNotFoundError, match="config.json: missing"):
         read_task_release(tmp_path / "folder")
+
+
+def test_the_clip_frame_stride_is_read_from_new_and_old_recipes() -> None:
+    from face_core.release.task import recorded_frame_stride
+
+    assert recorded_frame_stride({"data": {"clips": {"frame_stride": 3}}}) == 3
+    assert recorded_frame_stride({"data": {"clip_stride": 2}}) == 2  # a release written before the data sections
+    assert recorded_frame_stride({}) == 1

@@ -18,7 +18,7 @@ def test_heads_follow_the_labels_of_each_modality() -> None:
 def test_auto_monitor_uses_what_the_images_learn() -> None:
     config = FinetuneConfig()
     config.tasks.tasks = ["au", "expression"]
-    config.data.image_train, config.data.image_val = ["train.json"], ["val.json"]
+    config.data.images.train, config.data.images.val = ["train.json"], ["val.json"]
     spec = TaskSpec(["image"], ["au", "expression"], modality_tasks={"image": ["expression"]})
     assert monitor_metric(config) == "val/au_f1_image"
     assert check_monitor(config, spec) == "val/war_image"

@@ -55,16 +55,16 @@ def test_pretraining_finetuning_and_release_share_one_store_and_record_their_lin
     pretrain_dir, finetune_dir = tmp_path / "pretrain", tmp_path / "finetune"
     run_stage(
         "pretrain", "fit", "--config", str(ROOT / "configs" / "pretrain" / "tiny.yaml"),
-        "--data.image_shards", f"[{image_sets['images-train']}]", "--data.clip_shards", "[]", "--data.image_batch_size", "8",
+        "--data.images.train", f"[{image_sets['images-train']}]", "--data.clips.train", "[]", "--data.images.batch_size", "8",
         "--model.encoder.img_size", "32", "--trainer.max_steps", "4", "--trainer.output_dir", str(pretrain_dir),
         env=env, cwd=work,
     )  # fmt: skip
     init = pretrain_dir / "checkpoints" / "last.ckpt"
-    data = [(f"--data.image_{split}", f"[{image_sets[f'images-{split}']}]") for split in ("train", "val", "test")]
+    data = [(f"--data.images.{split}", f"[{image_sets[f'images-{split}']}]") for split in ("train", "val", "test")]
     run_stage(
         "finetune", "fit", "--config", str(ROOT / "configs" / "finetune" / "tiny.yaml"), "--model.init", str(init),
-        *[item for pair in data for item in pair], "--data.clip_train", "[]", "--data.clip_val", "[]", "--data.clip_test", "[]",
-        "--data.image_batch_size", "16", "--data.num_workers", "0", "--data.samples_per_epoch", "0",
+        *[item for pair in data for item in pair], "--data.clips.train", "[]", "--data.clips.val", "[]", "--data.clips.test", "[]",
+        "--data.images.batch_size", "16", "--data.num_workers", "0", "--data.samples_per_epoch", "0",
         "--trainer.max_epochs", "1", "--trainer.output_dir", str(finetune_dir), "--eval.identity_probe", "false",
         env=env, cwd=work,
     )  # fmt: skip

@@ -23,8 +23,8 @@ def test_pretraining_against_a_down_server_fails_before_training(image_manifest:
     run_dir = tmp_path / "run"
     command = [
         sys.executable, "-m", "pretrain", "fit", "--config", "configs/pretrain/tiny.yaml",
-        "--data.image_shards", f"[{image_manifest}]", "--data.clip_shards", "[]",
-        "--model.encoder.img_size", "32", "--data.image_batch_size", "8", "--trainer.output_dir", str(run_dir), "--tracking.tracking_uri", dead,
+        "--data.images.train", f"[{image_manifest}]", "--data.clips.train", "[]",
+        "--model.encoder.img_size", "32", "--data.images.batch_size", "8", "--trainer.output_dir", str(run_dir), "--tracking.tracking_uri", dead,
     ]  # fmt: skip
     started = time.monotonic()
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[2])

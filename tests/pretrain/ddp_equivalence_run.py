@@ -10,6 +10,7 @@ import sys
 import lightning.pytorch as pl
 import torch
 
+from data_shards.sections import ClipSection, ImageSection
 from face_core.engine.config import OptimConfig, TrainerConfig
 from face_core.model.config import MAEConfig, ViTConfig
 from face_core.model.mae import MaskedAutoencoder
@@ -70,7 +71,9 @@ def main(output_dir: str, devices: int) -> None:
     model = MAEConfig(encoder=encoder, decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
     config = PretrainConfig(
         model=model,
-        data=PretrainDataConfig(image_shards=["in-memory"], image_batch_size=GLOBAL_IMAGES // devices, clip_batch_size=GLOBAL_CLIPS // devices),
+        data=PretrainDataConfig(
+            images=ImageSection(train=["in-memory"], batch_size=GLOBAL_IMAGES // devices), clips=ClipSection(batch_size=GLOBAL_CLIPS // devices)
+        ),
         optim=OptimConfig(base_lr=0.5, warmup_fraction=0.3, weight_decay=0.05, grad_clip=1.0),
         trainer=TrainerConfig(
             output_dir=output_dir, max_epochs=1, accelerator="cpu", devices=devices, strategy="ddp", precision="32",

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from data_shards.sections import AugmentConfig
 from face_core.model.config import MAEConfig, ViTConfig
 from plumbing.recipes import ConfigError, load_recipe
 from pretrain.cli import fit
+from pretrain.config import PretrainDataConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = sorted((ROOT / "configs" / "pretrain").glob("*.yaml"))
@@ -48,6 +50,23 @@ def test_impossible_values_name_key_and_value() -> None:
     assert "model.image_mask_ratio=1.5" in message and "between 0 and 1" in message
     assert "model.encoder.img_size=100" in message and "patch_size=8" in message
     assert "tiny.yaml" in message
+
+
+def test_data_sections_keep_the_pretraining_defaults() -> None:
+    data = PretrainDataConfig()
+    assert (data.images.batch_size, data.clips.batch_size, data.clips.frame_stride, data.clips.repeats) == (64, 8, 4, 1)
+    assert data.images.augment == data.clips.augment == AugmentConfig(crop_scale=(1.0, 1.0), interpolation="bilinear", hflip=0.5, rand_augment="")
+    vit_s = load_recipe(fit, str(ROOT / "configs/pretrain/vit_s.yaml"))["data"]
+    assert (vit_s.images.augment.interpolation, vit_s.clips.augment.interpolation) == ("bicubic", "bilinear")  # S4D's clip crops
+
+
+def test_data_section_values_are_named_by_their_dotted_keys() -> None:
+    overrides = ["--data.clips.augment.random_erase", "0.25", "--data.images.batch_size", "0", "--data.images.train", "[]"]
+    with pytest.raises(ConfigError) as caught:
+        load_recipe(fit, str(ROOT / "configs/pretrain/tiny.yaml"), overrides)
+    message = str(caught.value)
+    assert "data.clips.augment.random_erase=0.25: must be 0" in message and "data.images.batch_size=0" in message
+    assert "data.images.train=[]: give images.train, clips.train or both" in message
 
 
 def test_unknown_key_is_named(tmp_path: Path) -> None:

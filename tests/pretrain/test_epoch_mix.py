@@ -7,6 +7,7 @@ from tiny_pretraining import make_tiny_shards
 
 from data_shards.interleave import InterleavedBatches
 from data_shards.manifest import read_manifest
+from data_shards.sections import AugmentConfig, ClipSection, ImageSection
 from face_core.model.config import ViTConfig
 from plumbing.recipes import load_recipe
 from pretrain.cli import fit
@@ -27,10 +28,10 @@ def test_s4d_recipe_shows_as_much_video_as_s4d() -> None:
     batch holds 48 clips each replicated 4 times (192 samples, as an image batch); ours read 0.25 as
     clip steps per image step with 16-clip batches, 30-100x less video per epoch."""
     data = load_recipe(fit, str(ROOT / "configs/pretrain/vit_s.yaml"))["data"]
-    assert data.clip_batch_size * data.clip_repeats == data.image_batch_size == 192
-    assert (data.clip_passes, data.clip_repeats) == (0.25, 4)
+    assert data.clips.batch_size * data.clips.repeats == data.images.batch_size == 192
+    assert (data.clips.passes, data.clips.repeats) == (0.25, 4)
     video, images = 1_092_009, 287_651  # VoxCeleb2 dev clips, AffectNet manually annotated images
-    clip_samples = data.clip_passes * video * data.clip_repeats  # per epoch, as S4D: every clip's worth once
+    clip_samples = data.clips.passes * video * data.clips.repeats  # per epoch, as S4D: every clip's worth once
     assert clip_samples == pytest.approx(video)
     assert clip_samples / images > 3  # video dominates an epoch, as in S4D (not 0.25 x 16 / 192 of it)
 
@@ -38,9 +39,11 @@ def test_s4d_recipe_shows_as_much_video_as_s4d() -> None:
 def test_an_epoch_holds_the_passes_and_repeats_it_says(shards: dict[str, str]) -> None:
     clips = read_manifest(shards["clips-train"]).num_samples
     images = read_manifest(shards["images-train"]).num_samples
-    data = PretrainDataConfig(image_shards=[shards["images-train"]], clip_shards=[shards["clips-train"]], image_passes=0.5,
-                              clip_passes=0.25, clip_repeats=4, image_batch_size=8, clip_batch_size=2, clip_stride=1, clip_crop_scale=(0.3, 1.0),
-                              num_workers=0, shuffle_buffer=20)
+    data = PretrainDataConfig(
+        images=ImageSection(train=[shards["images-train"]], passes=0.5, batch_size=8),
+        clips=ClipSection(train=[shards["clips-train"]], passes=0.25, repeats=4, batch_size=2, frame_stride=1, augment=AugmentConfig(crop_scale=(0.3, 1.0))),
+        num_workers=0, shuffle_buffer=20,
+    )
     module = PretrainDataModule(data, ENCODER, seed=0, world_size=1)
     steps = module.steps_per_epoch()
     assert steps == {"image": round(0.5 * (images // 8)), "clip": round(0.25 * (clips // 2))}

@@ -29,7 +29,7 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def images_only(shards: dict[str, str], output_dir: Path, probe: dict | None, **trainer: object) -> PretrainConfig:
     """The tiny recipe on images alone, with ``probe`` as its probe section."""
     recipe = tiny_recipe(shards, output_dir, image_log_every_n_steps=0, **trainer)
-    recipe["data"]["clip_shards"] = []
+    recipe["data"]["clips"]["train"] = []
     if probe is not None:
         recipe["probe"] = probe
     return PretrainConfig(**load_recipe(fit, str(write_recipe(recipe, output_dir.parent / f"{output_dir.name}.yaml"))))
@@ -87,7 +87,7 @@ def test_bad_probe_sets_fail_before_training_naming_the_key(shards: dict[str, st
 def test_probe_under_two_ddp_processes(shards: dict[str, str], tmp_path: Path) -> None:
     probe = {"train_shards": [shards["images-train"]], "val_shards": [shards["images-val"]], "every_n_steps": 2, "max_samples": 60}
     recipe = tiny_recipe(shards, tmp_path / "run", image_log_every_n_steps=0, max_steps=4, devices=2, strategy="ddp")
-    recipe["data"]["clip_shards"] = []
+    recipe["data"]["clips"]["train"] = []
     recipe["probe"] = probe
     path = write_recipe(recipe, tmp_path / "run.yaml")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}

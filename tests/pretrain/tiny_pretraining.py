@@ -22,8 +22,9 @@ def tiny_recipe(shards: dict[str, str], output_dir: Path, **trainer: object) -> 
             "decoder_embed_dim": 32, "decoder_depth": 1, "decoder_num_heads": 2,
         },
         "data": {
-            "image_shards": [shards["images-train"]], "clip_shards": [shards["clips-train"]], "clip_passes": 0.6,
-            "image_batch_size": 8, "clip_batch_size": 4, "clip_stride": 1, "num_workers": 0, "shuffle_buffer": 50,
+            "images": {"train": [shards["images-train"]], "batch_size": 8},
+            "clips": {"train": [shards["clips-train"]], "passes": 0.6, "batch_size": 4, "frame_stride": 1},
+            "num_workers": 0, "shuffle_buffer": 50,
         },
         "optim": {"base_lr": 0.1, "warmup_fraction": 0.1, "grad_clip": 1.0},
         "trainer": {

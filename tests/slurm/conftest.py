@@ -74,7 +74,9 @@ def tiny_pretrain_recipe(path: Path, manifest: str, output_dir: Path, max_steps:
     import yaml
 
     recipe = yaml.safe_load((ROOT / "configs" / "pretrain" / "tiny.yaml").read_text())
-    recipe["data"].update(image_shards=[manifest], clip_shards=[], image_batch_size=8, num_workers=0, shuffle_buffer=50)
+    recipe["data"]["images"].update(train=[manifest], batch_size=8)
+    recipe["data"]["clips"]["train"] = []
+    recipe["data"].update(num_workers=0, shuffle_buffer=50)
     recipe["trainer"].update(
         output_dir=str(output_dir), max_steps=max_steps, max_epochs=1000, log_every_n_steps=1,
         image_log_every_n_steps=0, checkpoint_every_n_steps=checkpoint_every,

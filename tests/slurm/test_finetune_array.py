@@ -24,7 +24,7 @@ def test_fold_array_trains_each_fold_then_summarises(slurm_cluster: str, demo_sh
             "drop_path_rate": 0.0, "moae": {"top_blocks": 1, "num_experts": 2, "top_k": 1},
         },
         "tasks": {"tasks": ["au"]},
-        "data": {"image_train": [demo_shards["images-train"]], "image_batch_size": 16, "num_workers": 0, "shuffle_buffer": 50},
+        "data": {"images": {"train": [demo_shards["images-train"]], "batch_size": 16}, "num_workers": 0, "shuffle_buffer": 50},
         "trainer": {"output_dir": str(output), "max_epochs": 1, "accelerator": "cpu", "precision": "32",
                     "log_every_n_steps": 1, "checkpoint_every_n_steps": 1000},
         "eval": {"monitor": "val/au_f1_valthr_image", "identity_probe": False},

@@ -70,11 +70,31 @@ def test_dry_run_prints_the_sbatch_script_and_resolved_config(tmp_path: Path) ->
     assert not folder.exists(), "a dry run submits nothing"
 
 
+def test_the_dry_run_scripts_are_the_ones_submitit_submits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from slurm.launcher import Plan, sbatch_script, submit_plan
+    from slurm.stages import PlannedJob
+
+    stand_ins = tmp_path / "bin"  # sbatch answers with job ids 1, 2, ...; srun only needs to exist
+    stand_ins.mkdir()
+    (stand_ins / "sbatch").write_text(f'#!/bin/sh\necho x >> {tmp_path}/calls\necho "Submitted batch job $(wc -l < {tmp_path}/calls)"\n')
+    (stand_ins / "srun").write_text("#!/bin/sh\nexit 1\n")
+    for tool in stand_ins.iterdir():
+        tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{stand_ins}{os.pathsep}{os.environ['PATH']}")
+    folder = str(tmp_path / "sub mitit")
+    resources = SlurmResources(nodes=2, gpus_per_node=4, partition="gpu", time="1-02:00:00", account="proj", mem="64G", array_parallelism=2)
+    jobs = [PlannedJob(f"seed={seed}", str(tmp_path), print, {}) for seed in range(3)]
+    plan = Plan("finetune", resources, folder, jobs, after=PlannedJob("summary", str(tmp_path), print, {}))
+    assert [record.job_id for record in submit_plan(plan)] == ["1_0", "1_1", "1_2", "2"]
+    assert (Path(folder) / "1_submission.sh").read_text() == sbatch_script(plan.sbatch(), folder, array_size=3)
+    assert (Path(folder) / "2_submission.sh").read_text() == sbatch_script(plan.after_sbatch("1"), folder)
+
+
 def test_dry_run_of_finetune_folds_plans_one_element_per_fold_and_seed_and_a_summary(demo_shards: dict[str, str], tmp_path: Path) -> None:
     recipe = ROOT / "configs" / "finetune" / "tiny.yaml"
     out = run_slurm_cli(
         "submit", "finetune", "--config", str(recipe), "--folds", "2", "--seeds", "[0,1]", "--folder", str(tmp_path), "--dry-run",
-        "--", "--data.image_train", f"[{demo_shards['images-train']}]", "--data.clip_train", "[]",
+        "--", "--data.images.train", f"[{demo_shards['images-train']}]", "--data.clips.train", "[]",
         "--trainer.output_dir", str(tmp_path / "ft"),
     ).stdout  # fmt: skip
     assert "#SBATCH --array=0-3%4" in out
@@ -87,7 +107,7 @@ def test_dry_run_of_finetune_folds_plans_one_element_per_fold_and_seed_and_a_sum
     assert "partition: random subject folds (seed 0)" in out
     published = run_slurm_cli(
         "submit", "finetune", "--config", str(recipe), "--fold-partition", "published", "--folder", str(tmp_path), "--dry-run",
-        "--", "--data.image_train", f"[{demo_shards['images-train']}]", "--data.clip_train", "[]", "--trainer.output_dir", str(tmp_path / "ft2"),
+        "--", "--data.images.train", f"[{demo_shards['images-train']}]", "--data.clips.train", "[]", "--trainer.output_dir", str(tmp_path / "ft2"),
         check=False,
     )  # fmt: skip
     assert published.returncode == 2 and "published" in published.stderr and "Traceback" not in published.stderr  # the demo's subjects are in no published partition
@@ -123,7 +143,7 @@ def test_fold_arrays_split_subjects_as_finetune_folds_does(tmp_path: Path) -> No
     from slurm.stages import Fanout, finetune_jobs
 
     shards = _bp4d_named_shards(tmp_path)
-    overrides = ["--data.image_train", f"[{shards}]", "--data.clip_train", "[]", "--trainer.output_dir", str(tmp_path / "ft")]
+    overrides = ["--data.images.train", f"[{shards}]", "--data.clips.train", "[]", "--trainer.output_dir", str(tmp_path / "ft")]
     recipe = str(ROOT / "configs" / "finetune" / "tiny.yaml")
     jobs, summary = finetune_jobs(recipe, overrides, SlurmResources(), Fanout(folds=0, fold_partition="auto", seeds=[3]))
     assert [job.name for job in jobs] == ["fold=0 seed=3", "fold=1 seed=3", "fold=2 seed=3"]  # BP4D's 3 published folds
