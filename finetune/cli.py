@@ -6,8 +6,11 @@ recipe with its type and default. Heavy libraries are imported inside the comman
 
 from __future__ import annotations
 
+import inspect
 import json
-from typing import Literal
+import re
+from collections.abc import Callable
+from typing import Any, Literal
 
 from face_core.engine.config import TrackingConfig, TrainerConfig
 from finetune.config import (
@@ -55,6 +58,25 @@ def fit(
     return str(run_finetuning(config).run_dir)
 
 
+def takes_the_recipe(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give ``command`` (which takes ``**recipe``) the recipe sections of :func:`fit` as its own typed parameters.
+
+    The command line is built from the signature, type hints and docstring, so ``folds`` and
+    ``sweep`` list every recipe key with its type, default and help exactly as ``fit`` does; a
+    section the command's own docstring describes keeps that wording.
+    """
+    own = inspect.signature(command)
+    sections = inspect.signature(fit).parameters
+    kept = [p for p in own.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    command.__signature__ = own.replace(parameters=[*kept, *sections.values()])
+    command.__annotations__ = {**{k: v for k, v in command.__annotations__.items() if k != "recipe"}, **{k: fit.__annotations__[k] for k in sections}}
+    described = set(re.findall(r"^ {8}(\w+):", command.__doc__ or "", re.M))
+    fit_docs = re.findall(r"^( {8}(\w+):.*(?:\n {12}.*)*)", fit.__doc__ or "", re.M)
+    missing = "".join(f"\n{text}" for text, name in fit_docs if name in sections and name not in described)
+    command.__doc__ = (command.__doc__ or "").rstrip() + missing + "\n"
+    return command
+
+
 def evaluate(run_dir: str, checkpoint: str = "best", image_test: list[str] | None = None, clip_test: list[str] | None = None) -> dict[str, float]:
     """Test a fine-tuned run's checkpoint (on its recipe's test sets, or the ones given); prints the metrics.
 
@@ -71,20 +93,14 @@ def evaluate(run_dir: str, checkpoint: str = "best", image_test: list[str] | Non
     return results
 
 
+@takes_the_recipe
 def folds(
     k: int = 0,
     partition: Literal["auto", "published", "random"] = "auto",
     seeds: list[int] | None = None,
     val_fraction: float = 0.15,
     only: list[int] | None = None,
-    model: TaskModelConfig = TaskModelConfig(),
-    tasks: TasksConfig = TasksConfig(),
-    iat: IATConfig = IATConfig(),
-    data: FinetuneDataConfig = FinetuneDataConfig(),
-    optim: FinetuneOptimConfig = FinetuneOptimConfig(),
-    trainer: TrainerConfig = DEFAULT_TRAINER,
-    tracking: TrackingConfig = DEFAULT_TRACKING,
-    eval: EvalConfig = EvalConfig(),
+    **recipe: Any,
 ) -> str:
     """Subject-exclusive k-fold fine-tuning of one recipe, each fold once per seed; returns the summary file.
 
@@ -104,21 +120,15 @@ def folds(
         seeds: run every fold once per seed, e.g. ``--seeds [0,1,2]``; empty = the recipe's ``trainer.seed``.
         val_fraction: share of each fold's training subjects used for validation.
         only: fold indices to run; empty = all.
-        model: the pretrained encoder to start from, MoAE, freezing.
-        tasks: AU detection and/or expression recognition, loss options.
-        iat: identity-adversarial training.
         data: the pooled shard sets (``images.train``, ``clips.train``) that the folds split by subject.
-        optim: AdamW, layer-wise lr decay, warmup and cosine.
-        trainer: devices, strategy, precision, duration, checkpoints.
-        tracking: MLflow tracking.
-        eval: model selection and the final evaluation.
     """
-    config = FinetuneConfig(model, tasks, iat, data, optim, trainer, tracking, eval)
+    config = FinetuneConfig(**recipe)
     from finetune.folds import run_folds
 
     return str(run_folds(config, k=k, val_fraction=val_fraction, only=only or [], partition=partition, seeds=seeds or []))
 
 
+@takes_the_recipe
 def sweep(
     search_space: str = "",
     num_samples: int = 4,
@@ -129,14 +139,7 @@ def sweep(
     gpus_per_trial: float = 0.0,
     max_concurrent_trials: int = 0,
     sweep_dir: str = "",
-    model: TaskModelConfig = TaskModelConfig(),
-    tasks: TasksConfig = TasksConfig(),
-    iat: IATConfig = IATConfig(),
-    data: FinetuneDataConfig = FinetuneDataConfig(),
-    optim: FinetuneOptimConfig = FinetuneOptimConfig(),
-    trainer: TrainerConfig = DEFAULT_TRAINER,
-    tracking: TrackingConfig = DEFAULT_TRACKING,
-    eval: EvalConfig = EvalConfig(),
+    **recipe: Any,
 ) -> str:
     """Ray Tune sweep of a fine-tuning recipe (``--config``) over a sweep file; prints the best trial.
 
@@ -154,11 +157,6 @@ def sweep(
         gpus_per_trial: GPUs reserved per trial.
         max_concurrent_trials: trials at once; 0 = as many as the resources allow.
         sweep_dir: sweep folder; empty = ``<trainer.output_dir>-sweep``.
-        model: the pretrained encoder to start from, MoAE, freezing.
-        tasks: AU detection and/or expression recognition, loss options.
-        iat: identity-adversarial training.
-        data: shard sets per split and modality, batches, augmentation.
-        optim: AdamW, layer-wise lr decay, warmup and cosine.
         trainer: devices, strategy, precision, duration, checkpoints (per trial).
         tracking: MLflow tracking (the sweep's run and its trials).
         eval: model selection (``eval.monitor`` is the default sweep metric).
@@ -172,7 +170,7 @@ def sweep(
         max_concurrent_trials=max_concurrent_trials,
     )  # fmt: skip
     settings = SweepSettings(search_space, num_samples, output_dir=sweep_dir or None, scheduler=scheduler or None, resources=resources)
-    outcome = sweep_recipe(FinetuneConfig(model, tasks, iat, data, optim, trainer, tracking, eval), settings)
+    outcome = sweep_recipe(FinetuneConfig(**recipe), settings)
     return str(outcome.best_checkpoint)
 
 

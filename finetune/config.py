@@ -216,14 +216,9 @@ class FinetuneDataConfig(DataSections):
 class FinetuneOptimConfig(OptimConfig):
     """AdamW (same parameter grouping as pretraining) with layer-wise lr decay, warmup then cosine.
 
+    The other fields are :class:`~face_core.engine.config.OptimConfig`'s (fine-tuning defaults).
+
     Args:
-        base_lr: learning rate per 256 samples: lr = base_lr * effective_batch / 256.
-        min_lr: floor of the cosine schedule.
-        weight_decay: decoupled weight decay (never on biases, norms, tokens, position embeddings).
-        betas: AdamW betas.
-        warmup_fraction: fraction of all optimiser steps spent warming up.
-        grad_clip: clip the global gradient norm to this value; 0 = off.
-        accumulate_grad_batches: micro-batches per optimiser step.
         layer_decay: lr multiplier per block going down (0.75); 1 = off.
     """
 
