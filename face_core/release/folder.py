@@ -2,7 +2,7 @@
 
 ``config.json`` holds the format name and version, the kind (``encoder``, ``mae``, ``task``...),
 the loader module that rebuilds that kind (:mod:`face_core.release.pretrained` for pretrained
-models, :mod:`finetune.release` for fine-tuned ones; the MLflow registry imports it), what
+models, :mod:`face_core.release.task` for fine-tuned ones; the MLflow registry imports it), what
 that kind needs to rebuild its network, the package version and the SHA-256 of the weights file,
 which :func:`read_release_folder` checks before loading. A folder is staged under a temporary
 name and renamed when complete (:func:`plumbing.files.staged_folder`), so a crash never leaves a

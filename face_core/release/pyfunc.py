@@ -2,7 +2,7 @@
 
 MLflow loads a model logged by :mod:`face_core.release.registry` by importing the *loader module*
 its release kind names in ``config.json`` (:mod:`face_core.release.pretrained`,
-:mod:`finetune.release`) from the installed package and calling
+:mod:`face_core.release.task`) from the installed package and calling
 ``_load_pyfunc(<artifact>/data/release)``, which rebuilds the network from ``config.json`` and
 ``model.safetensors`` and wraps it in the :class:`FacePredictor` defined here. No code comes from
 the artifact. So ``mlflow.pyfunc.load_model("models:/face-mae-vit-b@champion").predict(x)`` works
