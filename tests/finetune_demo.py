@@ -6,7 +6,7 @@ from finetune.cli import fit
 from finetune.config import FinetuneConfig
 from plumbing.recipes import load_recipe, validate
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "finetune" / "tiny.yaml"
 
 

@@ -2,7 +2,7 @@
 
 Each case runs the real command line in a fresh process and checks its whole stderr: exit status
 2, no traceback, exactly one ``error:`` line and it is the last line. (An unknown registered model
-needs a tracking server: tests/mlflow/test_lineage.py.)
+needs a tracking server: tests/face_core/release/test_lineage.py.)
 """
 
 from __future__ import annotations

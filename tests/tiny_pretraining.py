@@ -1,17 +1,12 @@
-"""Shared pieces of the pretraining tests: tiny synthetic shards and a tiny recipe to train on them."""
+"""A tiny pretraining recipe for the ``tiny`` synthetic shards (``synthetic_shards("tiny")``, tests/conftest.py).
+
+Used by the pretraining tests and by the engine's console test (tests/face_core/engine/test_progress.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import yaml
-
-from data_shards.synth import make_demo_shards
-
-
-def make_tiny_shards(folder: Path) -> dict[str, str]:
-    """Synthetic face shards (140 train images, 28 train clips of 4 frames, 32 px) in a few seconds."""
-    return make_demo_shards(str(folder), images=233, clips=47, img_size=32, frames=4, seed=0)  # 60/10/30 splits
 
 
 def tiny_recipe(shards: dict[str, str], output_dir: Path, **trainer: object) -> dict:

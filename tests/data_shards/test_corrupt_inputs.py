@@ -5,12 +5,19 @@ import sys
 from pathlib import Path
 
 import pytest
+from synthetic_sets import ShardSets
 
 from data_shards.loaders import LoaderConfig, eval_loader, train_loader
 from data_shards.manifest import read_manifest
 from data_shards.verify import verify_sets
 from plumbing.recipes import ConfigError
-from tests.data_shards.damage import copy_set, corrupt_every, corrupt_member, overwrite, truncate, truncate_between_members
+
+
+@pytest.fixture(scope="module")
+def demo_shards(synthetic_shards: ShardSets) -> dict[str, str]:
+    """The 64 px / 8-frame synthetic sets (images 180/30/90, clips 24/4/12)."""
+    return synthetic_shards("demo")
+from damage import copy_set, corrupt_every, corrupt_member, overwrite, truncate, truncate_between_members
 
 
 @pytest.fixture()

@@ -1,17 +1,16 @@
-"""Training and test views as the references build them (issue 11): frame rate, multi-view test, augmentation.
+"""Training and test views (data_shards.decode) as the references build them (issue 11): frame rate, multi-view
+test, augmentation.
 
 Clips are written frame by frame as JPEGs whose grey level encodes the frame number, so the
 frames a view holds can be read back from its pixels.
 """
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
 from data_shards.decode import ViewConfig, ViewOptions, _rand_augment, posterize_to_bits, rand_augment_frames, sample_pixels
 from data_shards.media import encode_jpeg
-from finetune.lightning_module import erase_randomly
 
 LEVEL = 3  # grey level per frame number
 
@@ -94,22 +93,6 @@ def test_rand_augment_draws_once_per_clip() -> None:
     state = np.random.get_state()[1][:4].tolist()
     rand_augment_frames(frames, config, 123)
     assert np.random.get_state()[1][:4].tolist() == state  # the global generators are left as they were
-
-
-@pytest.mark.parametrize("shape", [(8, 3, 16, 16), (8, 3, 4, 16, 16)])
-def test_random_erasing_boxes_are_shared_by_the_frames(shape: tuple[int, ...]) -> None:
-    pixels = torch.zeros(shape)
-    erase_randomly(pixels, 1.0)
-    erased = pixels != 0
-    for sample in erased:
-        assert 0.02 * 16 * 16 * 0.5 <= sample.reshape(-1, 16, 16)[0].sum() <= 16 * 16 / 3 + 16  # timm's area bounds
-        if sample.ndim == 4:  # (C, T, H, W): the same box in every frame, its own noise
-            assert all(torch.equal(sample[:, 0], sample[:, t]) for t in range(sample.shape[1]))
-    if len(shape) == 5:
-        assert not torch.equal(pixels[:, :, 0], pixels[:, :, 1])
-    untouched = torch.zeros(shape)
-    erase_randomly(untouched, 0.0)
-    assert not untouched.any()
 
 
 def test_rand_augment_posterize_to_zero_bits_gives_black_as_in_the_references() -> None:

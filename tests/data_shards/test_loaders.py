@@ -2,10 +2,17 @@
 
 import pytest
 import torch
+from synthetic_sets import ShardSets
 
 from data_shards.loaders import LoaderConfig, eval_loader, normalize_pixels, train_loader
 from data_shards.manifest import read_manifest
 from plumbing.recipes import ConfigError
+
+
+@pytest.fixture(scope="module")
+def demo_shards(synthetic_shards: ShardSets) -> dict[str, str]:
+    """The 64 px / 8-frame synthetic sets (images 180/30/90, clips 24/4/12)."""
+    return synthetic_shards("demo")
 
 
 def test_image_train_batches_follow_the_contract(demo_shards: dict[str, str]) -> None:

@@ -4,12 +4,20 @@ import json
 import socket
 from pathlib import Path
 
+import pytest
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from synthetic_sets import ShardSets
 from torchmetrics.classification import MulticlassConfusionMatrix, MultilabelConfusionMatrix
 
 from data_shards.loaders import LoaderConfig, eval_loader, train_loader
 from data_shards.manifest import read_manifest
+
+
+@pytest.fixture(scope="module")
+def demo_shards(synthetic_shards: ShardSets) -> dict[str, str]:
+    """The 64 px / 8-frame synthetic sets (images 180/30/90, clips 24/4/12)."""
+    return synthetic_shards("demo")
 
 
 def _free_port() -> int:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from damage import copy_set, corrupt_member
 from finetune_demo import tiny_config
 
 from data_shards.manifest import read_manifest
-from tests.data_shards.damage import copy_set, corrupt_member
 
 
 def damaged_copy(manifest: str, target: Path) -> str:

@@ -1,4 +1,5 @@
-"""End-to-end fine-tuning on real demo shards: every task, IAT, MoAE, evaluation, folds, 1 and 2 processes."""
+"""End-to-end fine-tuning on real demo shards: every task, IAT, MoAE, evaluation, folds, 1 and 2 processes; the
+monitored metric follows the heads."""
 
 import json
 import subprocess
@@ -9,7 +10,9 @@ import pytest
 import torch
 from finetune_demo import ROOT, TINY, demo_overrides, tiny_config
 
-from finetune.training import evaluate_run, run_finetuning
+from face_core.model.task_model import TaskSpec
+from finetune.config import FinetuneConfig
+from finetune.training import check_monitor, evaluate_run, monitor_metric, run_finetuning
 from plumbing.recipes import ConfigError
 
 
@@ -62,8 +65,8 @@ def test_bad_runs_fail_before_training(demo: dict[str, str], tmp_path: Path) -> 
 def test_two_gloo_processes(demo: dict[str, str], tmp_path: Path) -> None:
     """Real DDP: two CPU processes (gloo) through the command line, every task, IAT and MoAE.
 
-    The image test sets are dealt whole to the ranks (96 and 48 images), so the second rank pads
-    its test batches: every test image is counted once, padding nowhere.
+    The image test sets are dealt whole to the ranks (the 140 train and the 70 test images of the
+    ``tiny`` set), so the second rank pads its test batches: every test image is counted once, padding nowhere.
     """
     run = tmp_path / "ddp"
     uneven = f"[{demo['images-train']}, {demo['images-test']}]"
@@ -77,7 +80,7 @@ def test_two_gloo_processes(demo: dict[str, str], tmp_path: Path) -> None:
     assert Path(result["best_checkpoint"]).is_file()
     assert 0.0 <= result["test"]["test/au_f1_image"] <= 1.0 and 0.0 <= result["test"]["test/war_clip"] <= 1.0
     probe = result["test"]["test/identity_probe_train_samples_image"] + result["test"]["test/identity_probe_test_samples_image"]
-    assert probe == result["test"]["test/samples_image"] == 96 + 48  # features and counts from both ranks, each image once
+    assert probe == result["test"]["test/samples_image"] == 140 + 70  # features and counts from both ranks, each image once
 
 
 @pytest.mark.slow
@@ -108,3 +111,15 @@ def test_resume_continues_from_last_checkpoint(demo: dict[str, str], tmp_path: P
     run_finetuning(tiny_config(demo, tmp_path / "run", *common, "--trainer.max_epochs", "2"))  # resume: auto
     last = torch.load(Path(first.run_dir) / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")
     assert last["global_step"] == 2 * steps and last["epoch"] == 1
+
+
+def test_auto_monitor_uses_what_the_images_learn() -> None:
+    config = FinetuneConfig()
+    config.tasks.tasks = ["au", "expression"]
+    config.data.images.train, config.data.images.val = ["train.json"], ["val.json"]
+    spec = TaskSpec(["image"], ["au", "expression"], modality_tasks={"image": ["expression"]})
+    assert monitor_metric(config) == "val/au_f1_image"
+    assert check_monitor(config, spec) == "val/war_image"
+    config.eval.monitor = "val/au_f1_image"
+    with pytest.raises(ConfigError, match="eval.monitor='val/au_f1_image'"):
+        check_monitor(config, spec)

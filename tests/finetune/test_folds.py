@@ -1,4 +1,5 @@
-"""Published subject partitions, fold x seed runs and their summary with 95% intervals (issue 11)."""
+"""Subject folds (never sharing a subject), published subject partitions, fold x seed runs and their summary with
+95% intervals (issue 11)."""
 
 import json
 import math
@@ -14,6 +15,7 @@ from finetune.folds import (
     interval95,
     matching_partition,
     published_partitions,
+    subject_folds,
     subject_key,
     summarise,
     summary_table,
@@ -108,3 +110,25 @@ def test_fold_by_seed_runs_nest_under_one_parent_run(demo: dict[str, str], tmp_p
     assert "test/au_f1_image/ci95_low" in parent.data.metrics and "test/au_f1_image/fold1" in parent.data.metrics
     children = client.search_runs([parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert sorted((r.data.tags["face.fold"], r.data.tags["face.seed"]) for r in children) == [("0", "0"), ("0", "1"), ("1", "0"), ("1", "1")]
+
+
+def test_subject_folds_are_exclusive_and_cover_everyone() -> None:
+    subjects = [f"S{i:02d}" for i in range(41)] * 3  # repeated: one entry per sample
+    folds = subject_folds(subjects, k=3, val_fraction=0.1, seed=7)
+    assert len(folds) == 3
+    tests = [set(f.test) for f in folds]
+    assert set().union(*tests) == set(subjects)
+    assert sum(len(t) for t in tests) == 41 and {len(t) for t in tests} <= {13, 14}
+    for fold in folds:
+        train, val, test = set(fold.train), set(fold.val), set(fold.test)
+        assert not (train & val or train & test or val & test)
+        assert train | val | test == set(subjects)
+        assert len(val) == round(len(train | val) * 0.1)
+    assert subject_folds(subjects, 3, 0.1, seed=7) == folds  # deterministic
+
+
+def test_subject_fold_errors() -> None:
+    with pytest.raises(ValueError, match="k=1"):
+        subject_folds(["a", "b"], 1)
+    with pytest.raises(ValueError, match="3 distinct subjects"):
+        subject_folds(["a", "b", "c"], 4)

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_pretraining import make_tiny_shards, tiny_recipe, write_recipe
+from synthetic_sets import ShardSets
+from tiny_pretraining import tiny_recipe, write_recipe
 
 from face_core.release.loading import load_trained_model
 from face_core.release.pretrained import read_release
@@ -37,8 +38,8 @@ def run(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_zero2_on_two_cpu_ranks_trains_saves_resumes_and_releases(tmp_path: Path) -> None:
-    shards = make_tiny_shards(tmp_path / "shards")
+def test_zero2_on_two_cpu_ranks_trains_saves_resumes_and_releases(synthetic_shards: ShardSets, tmp_path: Path) -> None:
+    shards = synthetic_shards("tiny")
     run_dir = tmp_path / "run"
     recipe = tiny_recipe(
         shards, run_dir, strategy="deepspeed_stage_2", deepspeed_config=str(ROOT / "configs/deepspeed/zero2.json"),
@@ -69,8 +70,8 @@ def test_zero2_on_two_cpu_ranks_trains_saves_resumes_and_releases(tmp_path: Path
 
 
 @pytest.mark.slow
-def test_zero3_on_two_cpu_ranks_trains_and_releases_the_mae(tmp_path: Path) -> None:
-    shards = make_tiny_shards(tmp_path / "shards")
+def test_zero3_on_two_cpu_ranks_trains_and_releases_the_mae(synthetic_shards: ShardSets, tmp_path: Path) -> None:
+    shards = synthetic_shards("tiny")
     run_dir = tmp_path / "run"
     recipe = tiny_recipe(
         shards, run_dir, strategy="deepspeed_stage_3", deepspeed_config=str(ROOT / "configs/deepspeed/zero3.json"),

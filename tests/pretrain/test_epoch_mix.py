@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pytest
-from tiny_pretraining import make_tiny_shards
+from synthetic_sets import ShardSets
 
 from data_shards.interleave import InterleavedBatches
 from data_shards.manifest import read_manifest
@@ -19,8 +19,8 @@ ENCODER = ViTConfig(img_size=32, patch_size=8, num_frames=4, tubelet_size=2, emb
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    return make_tiny_shards(tmp_path_factory.mktemp("shards"))
+def shards(synthetic_shards: ShardSets) -> dict[str, str]:
+    return synthetic_shards("tiny")
 
 
 def test_s4d_recipe_shows_as_much_video_as_s4d() -> None:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from tiny_pretraining import make_tiny_shards, tiny_recipe, write_recipe
+from synthetic_sets import ShardSets
+from tiny_pretraining import tiny_recipe, write_recipe
 
 from plumbing.recipes import ConfigError, load_recipe, validate
 from pretrain.cli import fit
@@ -22,8 +23,8 @@ PROBE_METRICS = ("probe/au_f1", "probe/au_f1_valthr", "probe/uar", "probe/war", 
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    return make_tiny_shards(tmp_path_factory.mktemp("shards"))
+def shards(synthetic_shards: ShardSets) -> dict[str, str]:
+    return synthetic_shards("tiny")
 
 
 def images_only(shards: dict[str, str], output_dir: Path, probe: dict | None, **trainer: object) -> PretrainConfig:

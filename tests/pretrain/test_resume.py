@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_pretraining import make_tiny_shards, tiny_recipe, write_recipe
+from synthetic_sets import ShardSets
+from tiny_pretraining import tiny_recipe, write_recipe
 
 from face_core.engine.optim import warmup_cosine
 
@@ -37,8 +38,8 @@ def read_step(checkpoint: Path) -> int:
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_where_it_stopped(tmp_path: Path) -> None:
-    shards = make_tiny_shards(tmp_path / "shards")
+def test_killed_run_resumes_where_it_stopped(synthetic_shards: ShardSets, tmp_path: Path) -> None:
+    shards = synthetic_shards("tiny")
     run_dir = tmp_path / "run"
     recipe = write_recipe(tiny_recipe(shards, run_dir, max_epochs=EPOCHS, checkpoint_every_n_steps=4, image_log_every_n_steps=0), tmp_path / "r.yaml")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_pretraining import make_tiny_shards, tiny_recipe, write_recipe
+from synthetic_sets import ShardSets
+from tiny_pretraining import tiny_recipe, write_recipe
 
 from data_shards.interleave import InterleavedBatches, epoch_schedule
 from face_core.engine.config import TrackingConfig
@@ -24,8 +25,8 @@ from pretrain.training import run_pretraining
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    return make_tiny_shards(tmp_path_factory.mktemp("shards"))
+def shards(synthetic_shards: ShardSets) -> dict[str, str]:
+    return synthetic_shards("tiny")
 
 
 def tiny_config(shards: dict[str, str], output_dir: Path, **trainer: object) -> PretrainConfig:

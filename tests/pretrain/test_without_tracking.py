@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from tiny_pretraining import make_tiny_shards, tiny_recipe, write_recipe
+from synthetic_sets import ShardSets
+from tiny_pretraining import tiny_recipe, write_recipe
 
 from face_core.engine.config import OptimConfig, TrackingConfig, TrainerConfig
 from face_core.engine.trainer import TrainingRun
@@ -29,8 +30,8 @@ def fit_without_mlflow(recipe: Path, *overrides: str) -> subprocess.CompletedPro
 
 
 @pytest.mark.slow
-def test_tracking_off_trains_without_mlflow_and_tracking_on_says_what_to_do(tmp_path: Path) -> None:
-    shards = make_tiny_shards(tmp_path / "shards")
+def test_tracking_off_trains_without_mlflow_and_tracking_on_says_what_to_do(synthetic_shards: ShardSets, tmp_path: Path) -> None:
+    shards = synthetic_shards("tiny")
     run_dir = tmp_path / "run"
     recipe = write_recipe(tiny_recipe(shards, run_dir, max_steps=4, max_epochs=1), tmp_path / "tiny.yaml")
     refused = fit_without_mlflow(recipe)

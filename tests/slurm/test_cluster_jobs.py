@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_slurm_cli, tiny_pretrain_recipe, wait_until_ended
+from slurm_jobs import run_slurm_cli, tiny_pretrain_recipe, wait_until_ended
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
-from conftest import run_slurm_cli, wait_until_ended
+from slurm_jobs import run_slurm_cli, wait_until_ended
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

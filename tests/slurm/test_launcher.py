@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_slurm_cli
+from slurm_jobs import ROOT, run_slurm_cli
 
 from plumbing.recipes import ConfigError
 from slurm.cli import normalize_argv

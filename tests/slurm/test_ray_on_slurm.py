@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import run_slurm_cli, wait_until_ended
+from slurm_jobs import run_slurm_cli, wait_until_ended
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

@@ -1,11 +1,12 @@
-"""Parameter groups (no decay on biases, norms, tokens, positions), lr scaling and the schedule."""
+"""Parameter groups (no decay on biases, norms, tokens, positions), lr scaling, the schedule and layer-wise lr decay
+(layers assigned as MAE does)."""
 
 import math
 
 import pytest
 import torch
 
-from face_core.engine.optim import build_adamw, build_param_groups, scaled_lr, warmup_cosine
+from face_core.engine.optim import build_adamw, build_param_groups, layer_decay_scale, layer_id, scaled_lr, warmup_cosine
 from face_core.model.config import MAEConfig, ViTConfig
 from face_core.model.mae import MaskedAutoencoder
 
@@ -74,3 +75,22 @@ def test_scheduler_steps_per_optimiser_step_and_state_loads_weights_only(tmp_pat
     fresh_opt.load_state_dict(state["optimizer"])
     fresh.load_state_dict(state["scheduler"])
     assert fresh.last_epoch == 20
+
+
+def test_layer_ids() -> None:
+    assert layer_id("encoder.patch_embed.proj.weight", 12) == 0
+    assert layer_id("encoder.cls_token", 12) == 0
+    assert layer_id("encoder.blocks.0.attn.qkv.weight", 12) == 1
+    assert layer_id("encoder.blocks.11.parallel_branch.up_weight", 12) == 12
+    assert layer_id("fc_norm.weight", 12) == 13
+    assert layer_id("heads.au_image.weight", 12) == 13
+
+
+def test_layer_decay_scales() -> None:
+    scale = layer_decay_scale(depth=2, decay=0.5)
+    assert scale("encoder.patch_embed.proj.bias") == 0.125
+    assert scale("encoder.blocks.1.mlp.fc1.weight") == 0.5
+    assert scale("heads.expression_clip.bias") == 1.0
+    assert layer_decay_scale(2, 1.0)("encoder.cls_token") == 1.0
+    with pytest.raises(ValueError, match="decay"):
+        layer_decay_scale(2, 0.0)

@@ -16,11 +16,13 @@ import time
 from pathlib import Path
 
 import pytest
-from tiny_pretraining import make_tiny_shards, tiny_recipe, write_recipe
+from damage import copy_set, corrupt_member
+from synthetic_sets import ShardSets
+from tiny_pretraining import tiny_recipe, write_recipe
 
 from plumbing.console import interactive_console
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def open_terminal(columns: int) -> tuple[int, int]:
@@ -76,22 +78,13 @@ def test_bars_are_drawn_only_at_a_terminal_with_a_width_outside_slurm(monkeypatc
 
 
 @pytest.fixture(scope="module")
-def damaged_shards(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """The tiny shards with the first image of every training shard replaced by bytes that are no JPEG."""
-    import io
-    import tarfile
-
-    shards = make_tiny_shards(tmp_path_factory.mktemp("shards"))
-    for shard in sorted(Path(shards["images-train"]).parent.glob("*.tar")):
-        with tarfile.open(shard) as tar:
-            members = [(info, tar.extractfile(info).read()) for info in tar if info.isfile()]
-        first_image = next(info.name for info, _ in members if info.name.endswith(".jpg"))
-        with tarfile.open(shard, "w", format=tarfile.USTAR_FORMAT) as tar:
-            for info, payload in members:
-                payload = b"not a jpeg" if info.name == first_image else payload
-                info.size = len(payload)
-                tar.addfile(info, io.BytesIO(payload))
-    return shards
+def damaged_shards(synthetic_shards: ShardSets, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The tiny shards with the first image of every training shard replaced by bytes that are no JPEG (in a copy)."""
+    shards = synthetic_shards("tiny")
+    folder = copy_set(shards["images-train"], tmp_path_factory.mktemp("damaged") / "images-train")
+    for shard in sorted(folder.glob("*.tar")):
+        corrupt_member(shard, ".jpg", b"not a jpeg")
+    return {**shards, "images-train": str(folder / "manifest.json")}
 
 
 def fit_command(shards: dict[str, str], run_dir: Path, max_steps: int) -> list[str]:

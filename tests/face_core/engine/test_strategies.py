@@ -12,7 +12,7 @@ from face_core.engine.config import TrainerConfig
 from face_core.engine.strategies import CPUDeepSpeedStrategy, build_strategy, deepspeed_config, resolve_precision
 from plumbing.recipes import ConfigError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_auto_and_ddp() -> None:

@@ -1,4 +1,5 @@
-"""A tracking server that is down stops a training command at once, naming the server, before any step."""
+"""A tracking server that is down stops a training command at once, naming the server, before any step
+(face_core.engine.tracking probes it before the logger is made)."""
 
 from __future__ import annotations
 
@@ -7,18 +8,12 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
+from synthetic_sets import ShardSets
 from tracking_server import free_port
 
 
-@pytest.fixture(scope="module")
-def image_manifest(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from data_shards.synth import make_demo_shards
-
-    return make_demo_shards(str(tmp_path_factory.mktemp("shards")), images=40, clips=0, img_size=32)["images-train"]
-
-
-def test_pretraining_against_a_down_server_fails_before_training(image_manifest: str, tmp_path: Path) -> None:
+def test_pretraining_against_a_down_server_fails_before_training(synthetic_shards: ShardSets, tmp_path: Path) -> None:
+    image_manifest = synthetic_shards("tiny")["images-train"]
     dead = f"http://127.0.0.1:{free_port()}"
     run_dir = tmp_path / "run"
     command = [
@@ -27,7 +22,7 @@ def test_pretraining_against_a_down_server_fails_before_training(image_manifest:
         "--model.encoder.img_size", "32", "--data.images.batch_size", "8", "--trainer.output_dir", str(run_dir), "--tracking.tracking_uri", dead,
     ]  # fmt: skip
     started = time.monotonic()
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[2])
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[3])
     elapsed = time.monotonic() - started
     print(f"down server reported after {elapsed:.1f} s (process start and imports included)")
     assert done.returncode == 2, done.stderr[-3000:]

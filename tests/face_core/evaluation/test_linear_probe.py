@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
+from synthetic_sets import ShardSets
 
 from data_shards.loaders import LoaderConfig, eval_loader, normalize_pixels
-from data_shards.synth import make_demo_shards
 from face_core.evaluation.linear_probe import ProbeData, fit_linear_probe, fit_logistic, read_labelled
 from face_core.evaluation.metrics import au_f1
 from face_core.model.config import ViTConfig
@@ -64,8 +63,8 @@ def test_strong_l2_shrinks_the_weights() -> None:
     assert strong.norm() < 0.1 * weak.norm()
 
 
-def test_labelled_features_of_an_encoder_on_shards(tmp_path: Path) -> None:
-    shards = make_demo_shards(str(tmp_path), images=60, clips=0, img_size=32, seed=0)
+def test_labelled_features_of_an_encoder_on_shards(synthetic_shards: ShardSets) -> None:
+    shards = synthetic_shards("tiny")
     encoder = VisionTransformer(ViTConfig(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2)).train()
     loader = eval_loader(LoaderConfig(shards=[shards["images-train"]], batch_size=16, num_workers=0, rank=0, world_size=1))
     data = read_labelled(loader, max_samples=20).features(encoder, "cpu")

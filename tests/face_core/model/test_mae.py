@@ -168,7 +168,7 @@ def test_benchmark_script_runs_and_prints_its_table() -> None:
     import sys
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[2] / "benchmarks" / "mae_step.py"
+    script = Path(__file__).resolve().parents[3] / "benchmarks" / "mae_step.py"
     args = ["--sizes", "tiny", "--img-size", "32", "--batch", "2", "--steps", "1", "--warmup", "0", "--decoder-dim", "32", "--decoder-heads", "2"]
     out = subprocess.run([sys.executable, str(script), *args], check=True, capture_output=True, text=True).stdout
     assert "speed-up" in out and out.strip().splitlines()[-1].startswith("tiny")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from synthetic_sets import ShardSets
 from tracking_server import MlflowServer
 
 from face_core.model.config import ViTConfig
@@ -23,7 +24,7 @@ from face_core.release.pretrained import write_release
 from face_core.release.registry import download_release, register_release, source_lineage
 from plumbing.files import file_sha256
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 ENCODER = ViTConfig(img_size=32, patch_size=8, num_frames=4, tubelet_size=2, embed_dim=32, depth=2, num_heads=2)
 
 
@@ -35,10 +36,8 @@ def run_stage(*args: str, env: dict[str, str], cwd: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def image_sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    from data_shards.synth import make_demo_shards
-
-    return make_demo_shards(str(tmp_path_factory.mktemp("shards")), images=160, clips=0, img_size=32)
+def image_sets(synthetic_shards: ShardSets) -> dict[str, str]:
+    return synthetic_shards("tiny")  # the image sets only: every stage below is given no clips
 
 
 @pytest.mark.slow

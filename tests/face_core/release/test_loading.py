@@ -203,7 +203,7 @@ def test_s4d_file_warns_about_its_adapters_and_a_size_other_than_160(tmp_path: P
 
 
 def test_a_finetuned_files_head_is_named_when_left_out(tmp_path: Path) -> None:
-    from test_checkpoint_formats import random_mae_state
+    from public_checkpoints import random_mae_state
 
     from face_core import load_model
 
@@ -216,7 +216,7 @@ def test_a_finetuned_files_head_is_named_when_left_out(tmp_path: Path) -> None:
 def test_s4d_pretraining_files_are_told_by_their_trainer_keys_and_load_at_160(tmp_path: Path) -> None:
     import warnings
 
-    from test_checkpoint_formats import random_videomae_state
+    from public_checkpoints import random_videomae_state
 
     from face_core import load_model
 

@@ -8,7 +8,7 @@ from finetune.config import FinetuneConfig, FinetuneDataConfig, FinetuneImages
 from finetune.sweep.search_space import apply_overrides, load_search_space, sample_values, to_tune
 from plumbing.recipes import ConfigError, validate
 
-SWEEPS = sorted(Path(__file__).resolve().parents[2].joinpath("configs", "sweeps").glob("*.yaml"))
+SWEEPS = sorted(Path(__file__).resolve().parents[3].joinpath("configs", "sweeps").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", SWEEPS, ids=[p.name for p in SWEEPS])
