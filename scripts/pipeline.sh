@@ -6,8 +6,8 @@
 #   initialisation and the baselines -> fine-tuning of the MAE encoder (AU + expression, IAT +
 #   MoAE) -> linear probe of the frozen MAE encoder -> release to MLflow -> load by URI in a fresh
 #   process -> one table of test metrics on the held-out subjects.
-# Two processes run side by side (one intra-op thread each): about 7 minutes on 2 idle cores,
-# 8.5 with the first install.
+# Two processes run side by side (one intra-op thread each): about 9 minutes on 2 idle cores,
+# 11 with the first install (README quotes the measured figures).
 # Everything lands under runs/demo/ (a rerun starts it afresh).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
