@@ -95,14 +95,19 @@ def matching_partition(subjects: Sequence[str]) -> PublishedPartition | None:
 
 
 def _with_validation(folds: list[list[str]], val_fraction: float, seed: int) -> list[SubjectSplit]:
-    """Each fold tests on its subjects; ``val_fraction`` of the others (at least one) validate, the rest train."""
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction={val_fraction} must be in [0, 1)")
+    """Each fold tests on its subjects; ``val_fraction`` of the others (at least one) validate, the rest train.
+
+    ``val_fraction`` 0 is refused: an empty validation subject list reads as "every subject" in a
+    run, so model selection and AU thresholds would see the test fold.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        reason = "leaves no validation subjects, and an empty list selects every subject, the test fold's included" if val_fraction == 0 else "must be in (0, 1)"
+        raise ConfigError(f"--val_fraction={val_fraction}: {reason}; give a share of each fold's training subjects in (0, 1), e.g. 0.15")
     splits = []
     for index, test in enumerate(folds):
         rest = sorted(s for i, fold in enumerate(folds) if i != index for s in fold)
         random.Random(seed + 1 + index).shuffle(rest)
-        n_val = 0 if val_fraction == 0 else max(1, round(len(rest) * val_fraction))
+        n_val = max(1, round(len(rest) * val_fraction))
         if n_val >= len(rest):
             raise ValueError(f"fold {index}: {len(rest)} training subjects leave none after {n_val} for validation")
         splits.append(SubjectSplit(index, tuple(sorted(rest[n_val:])), tuple(sorted(rest[:n_val])), tuple(sorted(test))))
@@ -112,8 +117,8 @@ def _with_validation(folds: list[list[str]], val_fraction: float, seed: int) -> 
 def subject_folds(subjects: Sequence[str], k: int, val_fraction: float = 0.15, seed: int = 0) -> list[SubjectSplit]:
     """``k`` random subject-exclusive splits of the distinct ``subjects`` (shuffled with ``seed``, dealt round-robin).
 
-    ``val_fraction`` of each fold's training subjects (at least one when ``> 0``) become its
-    validation subjects; ``0`` gives an empty validation part.
+    ``val_fraction`` (in (0, 1)) of each fold's training subjects, at least one, become its
+    validation subjects.
     """
     distinct = sorted(set(subjects))
     if k < 2:

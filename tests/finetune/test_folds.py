@@ -112,6 +112,27 @@ def test_fold_by_seed_runs_nest_under_one_parent_run(demo: dict[str, str], tmp_p
     assert sorted((r.data.tags["face.fold"], r.data.tags["face.seed"]) for r in children) == [("0", "0"), ("0", "1"), ("1", "0"), ("1", "1")]
 
 
+@pytest.mark.parametrize("val_fraction", [0.0, 1.0, -0.1])
+def test_a_val_fraction_that_leaves_no_validation_subjects_is_refused(val_fraction: float) -> None:
+    """An empty validation list would select every subject, the test fold's included: refused with one line naming the flag."""
+    subjects = [f"S{i:02d}" for i in range(12)]
+    with pytest.raises(ConfigError, match=r"--val_fraction"):
+        subject_folds(subjects, k=3, val_fraction=val_fraction)
+    with pytest.raises(ConfigError, match=r"--val_fraction"):
+        choose_splits(subjects, 3, val_fraction, "random", 0)
+
+
+def test_folds_command_refuses_val_fraction_0_in_one_line(demo: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m finetune folds --val_fraction 0` ends with one `error:` line before any fold trains."""
+    args = ["folds", "--config", str(TINY), *demo_overrides(demo, tmp_path / "folds"), "--partition", "random", "--k", "2", "--val_fraction", "0"]
+    with pytest.raises(SystemExit) as stopped:
+        run_cli([folds], prog="python -m finetune", description="", args=args)
+    assert stopped.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "--val_fraction=0.0" in lines[0] and "test fold" in lines[0]
+    assert not (tmp_path / "folds" / "fold0").exists()
+
+
 def test_subject_folds_are_exclusive_and_cover_everyone() -> None:
     subjects = [f"S{i:02d}" for i in range(41)] * 3  # repeated: one entry per sample
     folds = subject_folds(subjects, k=3, val_fraction=0.1, seed=7)
